@@ -1,0 +1,89 @@
+import math
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from zoo.errors import ConfigError
+from zoo.methods.base import lr_lambda
+from zoo.methods.hooks import FeatureHooks
+from zoo.methods.kd import kd_loss
+from zoo.registry import METHODS
+
+
+def test_kd_loss_against_hand_computed_values():
+    s = torch.tensor([[1.0, 2.0, 0.0]])
+    t = torch.tensor([[3.0, 1.0, 0.0]])
+    T = 2.0
+    p = [math.exp(v / T) for v in (3.0, 1.0, 0.0)]
+    p = [v / sum(p) for v in p]
+    q = [math.exp(v / T) for v in (1.0, 2.0, 0.0)]
+    q = [v / sum(q) for v in q]
+    expected = T * T * sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    assert kd_loss(s, t, T).item() == pytest.approx(expected, rel=1e-6)
+    assert kd_loss(t, t, T).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kd_loss_averages_teacher_probabilities():
+    s = torch.randn(4, 5)
+    t1, t2 = torch.randn(4, 5), torch.randn(4, 5)
+    target = (F.softmax(t1, -1) + F.softmax(t2, -1)) / 2
+    expected = F.kl_div(F.log_softmax(s, -1), target, reduction="batchmean")
+    assert kd_loss(s, torch.stack([t1, t2], 1), 1.0).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_kd_weights_follow_alpha():
+    cls = METHODS.get("kd")
+    student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
+    module = cls(student, [teacher], OmegaConf.create({"name": "kd", "alpha": 0.3, "temperature": 2.0}),
+                 OmegaConf.create({"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}), 3)
+    batch = {"inputs": torch.randn(8, 4), "targets": torch.randint(0, 3, (8,)), "index": torch.arange(8)}
+    losses = module.losses(batch)
+    assert set(losses) == {"ce", "kd"} and module.loss_weights() == {"ce": 0.7, "kd": 0.3}
+    assert module.teacher_calls == {"forward_passes": 1, "samples": 8}
+
+
+def test_teachers_are_frozen_and_out_of_the_checkpoint():
+    cls = METHODS.get("kd")
+    teacher = nn.Linear(4, 3)
+    module = cls(nn.Linear(4, 3), [teacher], OmegaConf.create({"name": "kd", "alpha": 0.5, "temperature": 1.0}),
+                 OmegaConf.create({"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}), 3)
+    assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
+    assert all(key.startswith(("student.", "val_acc")) for key in module.state_dict())
+
+
+def test_feature_hooks_capture_by_path_and_reject_unknown_paths():
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    hooks = FeatureHooks(model, ["1"])
+    x = torch.randn(3, 4)
+    model(x)
+    assert torch.equal(hooks.outputs["1"], torch.relu(model[0](x)))
+    hooks.remove()
+    with pytest.raises(ConfigError, match="no module '3'"):
+        FeatureHooks(model, ["3"])
+
+
+def test_schedules():
+    cosine = lr_lambda(OmegaConf.create({"schedule": "cosine", "warmup_epochs": 1}), total_steps=110,
+                       steps_per_epoch=10)
+    assert cosine(0) == pytest.approx(0.1) and cosine(10) == pytest.approx(1.0) and cosine(110) == pytest.approx(0)
+    step = lr_lambda(OmegaConf.create({"schedule": "step", "milestones": [2, 4], "gamma": 0.1}), 100, 10)
+    assert step(19) == 1.0 and step(20) == pytest.approx(0.1) and step(45) == pytest.approx(0.01)
+    with pytest.raises(ConfigError):
+        lr_lambda(OmegaConf.create({"schedule": "poly"}), 10, 1)
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_runs_fast_dev_run(method, runs):
+    from zoo.config import compose
+    from zoo.train import train
+
+    cfg = compose("kd_digits", [f"method={method}", "trainer.fast_dev_run=true",
+                                "trainer.enable_progress_bar=false", "teacher.recipe.epochs=1", *runs])
+    result = train(cfg, say=lambda *_: None)
+    assert result.record.method == method and 0.0 <= result.record.metrics["test/acc"] <= 1.0
+    assert (result.run_dir / "student.safetensors").is_file()
+    L.seed_everything(0, verbose=False)

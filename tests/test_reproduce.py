@@ -1,0 +1,39 @@
+import json
+
+import pytest
+from conftest import QUICK, has_fashion_mnist
+
+from zoo.cli import main
+
+
+def test_reproduce_runs_every_arm_per_seed_and_judges(runs, capsys, tmp_path):
+    code = main(["reproduce", "task=kd_digits", "seeds=2", *QUICK, *runs, "method.alpha=0.8",
+                 "reproduce.expected.ce=[0.3,1.0]", "reproduce.expected.kd=[0.3,1.0]"])
+    out = capsys.readouterr().out
+    assert code == 0 and "teacher" in out and "gain over ce" in out
+    summary_path = next((tmp_path / "runs" / "kd_digits").glob("reproduce-*.json"))
+    summary = json.loads(summary_path.read_text())
+    assert set(summary["arms"]) == {"ce", "kd"} and len(summary["records"]) == 4
+    assert all(len(arm["values"]) == 2 for arm in summary["arms"].values())
+    records = [json.loads(open(path).read()) for path in summary["records"]]
+    assert sorted((r["method"], r["seed"]) for r in records) == [("ce", 0), ("ce", 1), ("kd", 0), ("kd", 1)]
+    assert all(r["config"]["method"].get("alpha", 0.8) == 0.8 for r in records)  # method.* only where it fits
+
+
+def test_reproduce_fails_outside_the_expected_range(runs, capsys):
+    code = main(["reproduce", "task=kd_digits", "seeds=1", *QUICK, *runs, "trainer.max_epochs=1",
+                 "reproduce.expected.ce=[0.999,1.0]"])
+    assert code == 1 and "FAIL" in capsys.readouterr().out
+
+
+def test_reproduce_rejects_bad_seeds(capsys):
+    assert main(["reproduce", "task=kd_digits", "seeds=many"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_fashion_mnist(), reason="needs apt-get install dataset-fashion-mnist")
+def test_kd_beats_ce_on_fashion_mnist_by_more_than_the_spread(runs, tmp_path):
+    assert main(["reproduce", "task=kd_fashion_mnist", "seeds=3", "trainer.enable_progress_bar=false", *runs]) == 0
+    summary = json.loads(next((tmp_path / "runs" / "kd_fashion_mnist").glob("reproduce-*.json")).read_text())
+    ce, kd = summary["arms"]["ce"], summary["arms"]["kd"]
+    assert kd["mean"] - ce["mean"] > max(kd["std"], ce["std"])

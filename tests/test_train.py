@@ -1,0 +1,127 @@
+"""End to end on real digits: teacher trained then reused, student distilled, run folder, resume."""
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+from conftest import QUICK
+
+from zoo.cli import main
+from zoo.config import compose
+from zoo.errors import CheckpointError, ConfigError
+from zoo.records import read_record
+from zoo.train import train
+from zoo.weights import read_state_dict
+
+
+def quiet(*_):
+    pass
+
+
+def run_folder(runs: list[str], run_id: str) -> Path:
+    return Path(runs[0].split("=", 1)[1]) / "kd_digits" / run_id
+
+
+def test_kd_digits_run_folder_record_and_teacher_reuse(runs, zoo_home):
+    messages = []
+    first = train(compose("kd_digits", QUICK + runs), say=messages.append)
+    run_dir = first.run_dir
+    assert {"config.yaml", "student.safetensors", "record.json"} <= {p.name for p in run_dir.iterdir()}
+    record = read_record(run_dir / "record.json")
+    assert record.method == "kd" and record.teachers[0].name == "convnet.base"
+    assert record.student.params < record.teachers[0].params
+    assert record.metrics["test/acc"] > 0.5 and record.teacher_metrics["test/acc"] > 0.5
+    assert set(record.wall_time_s) == {"teachers", "fit", "eval", "total"}
+    assert record.data["sizes"]["test"] == 449 and record.versions["torch"]
+    # Student-only weights: no teacher tensor in the file.
+    assert all(not k.startswith("teacher") for k in read_state_dict(run_dir / "student.safetensors"))
+    # First run: teacher trained, its outputs computed once per training sample, then read from the cache.
+    n_train = record.data["sizes"]["train"]
+    assert record.teacher_queries["samples"] == n_train
+    assert record.teacher_queries["cache_hits"] == 2 * n_train
+    assert any("training teacher" in m for m in messages)
+
+    messages.clear()
+    second = train(compose("kd_digits", QUICK + runs + ["seed=1"]), say=messages.append)
+    assert not any("training teacher" in m for m in messages)  # reused by config hash
+    assert second.record.teacher_queries["forward_passes"] == 0  # warm cache: teacher never ran
+    assert second.record.teacher_metrics == record.teacher_metrics
+    assert second.run_dir.name > run_dir.name  # run ids sort by time
+
+
+def test_zoo_eval_reproduces_the_record(runs, capsys):
+    result = train(compose("kd_digits", QUICK + runs + ["method=ce"]), say=quiet)
+    assert main(["eval", f"run={result.run_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert f"test/acc: {result.record.metrics['test/acc']:.4f}" in out
+
+
+class Interrupt(L.Callback):
+    """Raises in the middle of epoch ``epoch``, as a crash or a kill would."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise RuntimeError("simulated interruption")
+
+
+def test_interrupted_run_resumes_to_the_same_final_metrics(runs):
+    overrides = QUICK + runs + ["trainer.max_epochs=4"]
+    reference = train(compose("kd_digits", overrides), say=quiet).record
+
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        train(compose("kd_digits", overrides + ["run.id=interrupted"]), say=quiet, callbacks=[Interrupt(2, 5)])
+    run_dir = run_folder(runs, "interrupted")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "record.json").exists()
+
+    resumed = train(compose("kd_digits", overrides + ["run.id=interrupted"]), say=quiet).record
+    assert resumed.metrics["test/acc"] == pytest.approx(reference.metrics["test/acc"], abs=1e-9)
+    assert resumed.metrics["test/loss"] == pytest.approx(reference.metrics["test/loss"], rel=1e-5)
+
+
+def test_finished_run_is_not_overwritten(runs):
+    overrides = QUICK + runs + ["method=ce", "run.id=done"]
+    train(compose("kd_digits", overrides), say=quiet)
+    with pytest.raises(ConfigError, match="already finished"):
+        train(compose("kd_digits", overrides), say=quiet)
+
+
+def test_resume_with_other_config_is_refused(runs):
+    with pytest.raises(RuntimeError):
+        train(compose("kd_digits", QUICK + runs + ["method=ce", "run.id=r"]), say=quiet, callbacks=[Interrupt(1, 0)])
+    with pytest.raises(ConfigError, match="different config"):
+        train(compose("kd_digits", QUICK + runs + ["method=ce", "run.id=r", "optim.lr=0.5"]), say=quiet)
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(runs, capsys):
+    overrides = QUICK + runs + ["method=ce", "run.id=broken"]
+    with pytest.raises(RuntimeError):
+        train(compose("kd_digits", overrides), say=quiet, callbacks=[Interrupt(1, 2)])
+    ckpt = run_folder(runs, "broken") / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(compose("kd_digits", overrides), say=quiet)
+    assert ckpt.stat().st_size == 1000  # nothing deleted
+    assert main(["train", "task=kd_digits", *overrides]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_corrupt_student_weights_fail_eval_clearly(runs, capsys):
+    result = train(compose("kd_digits", QUICK + runs + ["method=ce"]), say=quiet)
+    weights = result.run_dir / "student.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-50])
+    assert main(["eval", f"run={result.run_dir}"]) == 2
+    assert "cannot read weights" in capsys.readouterr().err
+
+
+def test_corrupt_stored_teacher_is_retrained(runs, zoo_home):
+    train(compose("kd_digits", QUICK + runs), say=quiet)
+    stored = next((zoo_home / "teachers").glob("*/teacher.safetensors"))
+    stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
+    messages = []
+    train(compose("kd_digits", QUICK + runs), say=messages.append)
+    assert any("training teacher" in m for m in messages)
+    assert json.loads((stored.parent / "meta.json").read_text())["sha256"]

@@ -1,0 +1,73 @@
+"""What each ``zoo`` subcommand does, once its arguments are parsed."""
+
+from pathlib import Path
+
+from rich.console import Console
+
+from zoo.config import compose, task_names, to_yaml
+from zoo.errors import ConfigError
+
+console = Console(highlight=False)
+
+
+def say(message: str) -> None:
+    console.print(message)
+
+
+def list_names(what: str | None) -> int:
+    from zoo.paths import data_dir
+    from zoo.registry import ARCHS, DATASETS, METHODS
+
+    listings = {
+        "methods": sorted(METHODS.declared()),
+        "archs": sorted(ARCHS.declared()),
+        "datasets": sorted(DATASETS.declared()),
+        "tasks": task_names(),
+        "models": sorted(p.stem for p in data_dir("models").glob("*.yaml")),
+    }
+    for kind in [what] if what else listings:
+        names = listings[kind]
+        console.print(f"[bold]{kind}[/bold] ({len(names)}): " + (", ".join(names) if names else "none yet"))
+    return 0
+
+
+def show(task: str, overrides: list[str]) -> int:
+    print(to_yaml(compose(task, overrides)), end="")
+    return 0
+
+
+def train(task: str, overrides: list[str]) -> int:
+    from zoo.train import train as train_run
+
+    result = train_run(compose(task, overrides), say=say)
+    if result is not None:
+        say(f"record: {result.run_dir / 'record.json'}")
+    return 0
+
+
+def evaluate_run(run: str, split: str) -> int:
+    from zoo.archs import create
+    from zoo.config import load_run_config
+    from zoo.evaluate import evaluate_classifier
+    from zoo.registry import DATASETS
+    from zoo.train import quiet_lightning
+    from zoo.weights import load_weights
+
+    quiet_lightning()
+    run_dir = Path(run)
+    cfg = load_run_config(run_dir)
+    datamodule = DATASETS.get(cfg.data.name)(cfg.data)
+    if split not in datamodule.splits:
+        raise ConfigError(f"unknown split '{split}'", f"valid splits: {', '.join(datamodule.splits)}")
+    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape)
+    load_weights(student, run_dir / "student.safetensors")
+    metrics = evaluate_classifier([student], datamodule.eval_loader(split), prefix=split)
+    for name, value in metrics.items():
+        say(f"{name}: {value:.4f}")
+    return 0
+
+
+def reproduce(task: str, seeds: int | None, overrides: list[str]) -> int:
+    from zoo.reproduce import reproduce as reproduce_task
+
+    return 0 if reproduce_task(task, seeds, overrides, console) else 1

@@ -1,0 +1,109 @@
+"""Shared pieces of the zoo's data modules.
+
+Batches are dicts with stable keys: ``inputs``, ``targets`` and ``index`` (the
+sample's position in its split, which the teacher-output cache keys on).
+Shuffling is a DistributedSampler seeded by (run seed, epoch), built here for
+any world size, so the order of an epoch is the same after a resume and the
+same whether or not the run is distributed.
+"""
+
+import hashlib
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class TensorDictDataset(Dataset):
+    """In-memory samples served as dict batches; ``__getitems__`` fetches a whole batch at once."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"inputs": self.inputs[i], "targets": self.targets[i], "index": torch.tensor(i)}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices)
+        return {"inputs": self.inputs[idx], "targets": self.targets[idx], "index": idx}
+
+
+def keep_collated(batch: Any) -> Any:
+    """collate_fn for datasets whose ``__getitems__`` already returns a batch."""
+    return batch
+
+
+def fixed_split(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
+    """Deterministic (train, val, test) index arrays: a seeded permutation cut by fractions."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = round(n * fractions[0]), round(n * fractions[1])
+    return np.sort(order[n_val + n_test:]), np.sort(order[:n_val]), np.sort(order[n_val:n_val + n_test])
+
+
+def fingerprint(*arrays: Any) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        data = array.numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+        digest.update(str(data.shape).encode() + str(data.dtype).encode())
+        digest.update(np.ascontiguousarray(data).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class ZooDataModule(L.LightningDataModule):
+    """Base for the zoo's data modules.
+
+    Subclasses set ``self.splits`` (name -> Dataset), ``num_classes``,
+    ``input_shape`` and ``fingerprint``; ``transform_fingerprint`` is None when
+    training inputs are random (augmentation), which switches the teacher cache off.
+    """
+
+    name = "base"
+    num_classes: int
+    input_shape: tuple[int, ...]
+    fingerprint: str
+    transform_fingerprint: str | None = "identity"
+
+    def __init__(self, cfg: Any, shuffle_seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.shuffle_seed = shuffle_seed  # the run's seed: which samples form each split stays fixed
+        self.splits: dict[str, Dataset] = {}
+        self.collate_fn = keep_collated
+
+    def split_info(self) -> dict[str, Any]:
+        return {"name": self.name, "fingerprint": self.fingerprint,
+                "sizes": {k: len(v) for k, v in self.splits.items()},
+                "split_seed": int(self.cfg.split_seed)}
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.splits[split]
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = None
+        if train or world > 1:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=train,
+                                         seed=self.shuffle_seed, drop_last=False)
+        batch_size = int(self.cfg.batch_size if train else self.cfg.eval_batch_size)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                          num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn,
+                          persistent_workers=int(self.cfg.num_workers) > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """A single-process loader over the whole split, for evaluation outside Lightning."""
+        dataset = self.splits[split]
+        return DataLoader(dataset, batch_size=int(self.cfg.eval_batch_size), shuffle=False,
+                          num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn)

@@ -1,0 +1,92 @@
+"""Fashion-MNIST from its idx files (70,000 real 28x28 clothing images, 10 classes).
+
+Reads the four idx files, gzipped or not, from ``data.root``; Debian's package
+``dataset-fashion-mnist`` puts them in /usr/share/datasets/fashion-mnist.
+torchvision's reader is not used because it wants the files unzipped in its own
+folder layout. Split: the official 60k/10k train/test; a fixed, seeded
+``val_size`` of the training set is held out for validation.
+"""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zoo.data.base import TensorDictDataset, ZooDataModule, fingerprint
+from zoo.errors import DataError
+from zoo.registry import DATASETS
+
+FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+         "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+MEAN, STD = 0.2860, 0.3530  # the training set's pixel statistics
+
+
+def find_idx_file(root: Path, stem: str) -> Path:
+    for candidate in (root / stem, root / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"Fashion-MNIST file '{stem}[.gz]' not found in '{root}'",
+                    "install it with `apt-get install dataset-fashion-mnist` or point data.root=<folder> "
+                    "at a folder holding the four idx files")
+
+
+def read_idx(path: Path, expected_dims: int) -> np.ndarray:
+    """An idx file as a uint8 array; magic number, shape and length are checked."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read idx file ({err})") from err
+    if len(raw) < 4 + 4 * expected_dims or raw[:3] != b"\x00\x00\x08" or raw[3] != expected_dims:
+        raise DataError(f"{path}: not an unsigned-byte idx file with {expected_dims} dimension(s)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(expected_dims))
+    body = raw[4 + 4 * expected_dims:]
+    if len(body) != int(np.prod(shape)):
+        raise DataError(f"{path}: truncated or padded idx file: header says {shape}, "
+                        f"{len(body)} bytes of data follow")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+class FashionMNISTDataModule(ZooDataModule):
+    name = "fashion_mnist"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+
+    def __init__(self, cfg, shuffle_seed: int = 0):
+        super().__init__(cfg, shuffle_seed)
+        root = Path(cfg.root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"Fashion-MNIST folder '{root}' does not exist",
+                            "install it with `apt-get install dataset-fashion-mnist` or set data.root=<folder>")
+        arrays = {key: read_idx(find_idx_file(root, stem), 3 if "images" in key else 1)
+                  for key, stem in FILES.items()}
+        for split in ("train", "test"):
+            if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
+                raise DataError(f"{root}: {split} images and labels differ in count")
+            if arrays[f"{split}_labels"].max() >= self.num_classes:
+                raise DataError(f"{root}: {split} labels outside 0..9")
+
+        def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+            images = torch.from_numpy(arrays[f"{split}_images"].astype(np.float32) / 255.0)
+            return (images.unsqueeze(1) - MEAN) / STD, torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
+
+        train_x, train_y = tensors("train")
+        test_x, test_y = tensors("test")
+        order = np.random.default_rng(int(cfg.split_seed)).permutation(len(train_y))
+        val_idx = np.sort(order[: int(cfg.val_size)])
+        train_idx = np.sort(order[int(cfg.val_size):])
+        if cfg.train_subset:
+            train_idx = np.sort(np.random.default_rng(int(cfg.split_seed) + 1)
+                                .choice(train_idx, int(cfg.train_subset), replace=False))
+        self.splits = {"train": TensorDictDataset(train_x[train_idx], train_y[train_idx]),
+                       "val": TensorDictDataset(train_x[val_idx], train_y[val_idx]),
+                       "test": TensorDictDataset(test_x, test_y)}
+        self.fingerprint = fingerprint(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
+                                       arrays["test_labels"], train_idx, val_idx)
+
+
+@DATASETS.register("fashion_mnist")
+def build(cfg, shuffle_seed: int = 0) -> FashionMNISTDataModule:
+    return FashionMNISTDataModule(cfg, shuffle_seed)

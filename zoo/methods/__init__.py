@@ -1,0 +1,1 @@
+"""Distillation methods: one file, one LightningModule, registered in METHODS."""

@@ -1,0 +1,153 @@
+"""Run records: what one run did and measured, typed, validated, written atomically.
+
+A record is the only source of a measured leaderboard row, so it carries
+everything needed to judge the number: the resolved config, who taught whom,
+parameter counts, metrics, seed, code version, package versions, hardware,
+wall time per stage and how many times the teachers were run.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import RecordError
+
+SCHEMA_VERSION = 1
+_TRACKED_PACKAGES = ("distill-zoo", "torch", "torchvision", "lightning", "timm", "numpy",
+                     "hydra-core", "omegaconf", "torchmetrics", "safetensors", "scikit-learn")
+
+
+@dataclass
+class ModelInfo:
+    name: str          # registry key, e.g. "mlp.wide"
+    params: int        # parameter count
+    weights: str | None = None  # where the weights came from (file or cache key)
+
+
+@dataclass
+class Record:
+    task: str
+    run_id: str
+    method: str
+    seed: int
+    student: ModelInfo
+    teachers: list[ModelInfo]
+    metrics: dict[str, float]            # e.g. {"test/acc": 0.97}
+    teacher_metrics: dict[str, float]    # metrics of the (first) teacher on the same split
+    config: dict[str, Any]               # the resolved config
+    teacher_queries: dict[str, int]      # forward passes and samples, online vs. cache
+    wall_time_s: dict[str, float]        # per stage: teacher, fit, eval
+    data: dict[str, Any]                 # dataset name, fingerprint, split sizes
+    git_commit: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<record>") -> "Record":
+        try:
+            raw = dict(raw)
+            raw["student"] = ModelInfo(**raw["student"])
+            raw["teachers"] = [ModelInfo(**t) for t in raw["teachers"]]
+            record = cls(**raw)
+        except (KeyError, TypeError) as err:
+            raise RecordError(f"{source}: not a valid run record ({err})") from err
+        record.validate(source)
+        return record
+
+    def validate(self, source: str = "<record>") -> None:
+        if self.schema != SCHEMA_VERSION:
+            raise RecordError(f"{source}: record schema {self.schema}, this zoo reads {SCHEMA_VERSION}")
+        for block in (self.metrics, self.teacher_metrics):
+            for name, value in block.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise RecordError(f"{source}: metric '{name}' is not a number: {value!r}")
+        if not isinstance(self.seed, int) or not self.task or not self.method:
+            raise RecordError(f"{source}: task, method and an integer seed are required")
+
+
+def write_record(record: Record, path: Path) -> Path:
+    """Validate, then write via a temp file in the same folder and an atomic rename."""
+    record.validate(str(path))
+    atomic_write_text(Path(path), record.to_json() + "\n")
+    return Path(path)
+
+
+def read_record(path: Path) -> Record:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise RecordError(f"no run record at '{path}'") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RecordError(f"{path}: corrupt run record ({err})") from err
+    return Record.from_dict(raw, str(path))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_run_id() -> str:
+    """Time-sortable and unique: 20261128-093012-4f2a1c."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.machine(),
+                            "cpu_count": os.cpu_count()}
+    try:
+        import torch
+
+        info["threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return info

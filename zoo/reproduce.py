@@ -1,0 +1,85 @@
+"""``zoo reproduce``: every arm of a task over N seeds, same data and budget, one record per run.
+
+The arms (``reproduce.arms``, at least ``ce`` and the task's method) share the
+teacher, which is trained once. The table gives mean ± sample std per arm and
+the gain over ``ce``; ``reproduce.expected`` ranges turn it into OK / FAIL.
+"""
+
+import json
+import statistics
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from zoo.config import compose, group_options, split_override
+from zoo.records import atomic_write_text, now_iso
+
+
+def arm_overrides(arm: str, overrides: list[str]) -> list[str]:
+    """The user's overrides that apply to ``arm``: method.* keys only where that method has them."""
+    if arm not in group_options("method"):
+        from zoo.errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"unknown arm '{arm}'", did_you_mean(arm, group_options("method"), "methods"))
+    from zoo.paths import data_dir
+
+    method_keys = set(OmegaConf.load(data_dir("tasks") / "method" / f"{arm}.yaml").keys())
+    kept = []
+    for text in overrides:
+        key, _ = split_override(text)
+        if key == "method" or (key.startswith("method.") and key.split(".", 1)[1].split(".")[0] not in method_keys):
+            continue
+        kept.append(text)
+    return kept + [f"method={arm}"]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def reproduce(task: str, seeds: int | None, overrides: list[str], console: Console) -> bool:
+    from zoo.train import train
+
+    base = compose(task, overrides)
+    arms = list(base.reproduce.arms)
+    seeds = int(seeds or base.reproduce.seeds)
+    metric = base.reproduce.metric
+    scores: dict[str, list[float]] = {arm: [] for arm in arms}
+    teacher_scores: list[float] = []
+    records: list[str] = []
+    for seed in range(seeds):
+        for arm in arms:
+            console.print(f"[bold]{task}[/bold]: arm {arm}, seed {seed + 1}/{seeds}")
+            cfg = compose(task, arm_overrides(arm, overrides) + [f"seed={seed}"])
+            result = train(cfg, say=console.print)
+            scores[arm].append(float(result.record.metrics[metric]))
+            if result.record.teacher_metrics and not teacher_scores:
+                teacher_scores.append(float(result.record.teacher_metrics[metric]))
+            records.append(str(result.run_dir / "record.json"))
+
+    expected = OmegaConf.to_container(base.reproduce.expected, resolve=True) or {}
+    table = Table(title=f"{task}: {metric} over {seeds} seed(s)")
+    for column in ("arm", "runs", f"{metric} mean ± std", "gain over ce", "expected", "verdict"):
+        table.add_column(column)
+    if teacher_scores:
+        table.add_row("teacher", "1", f"{teacher_scores[0]:.4f}", "", "", "")
+    all_ok = True
+    baseline = mean_std(scores["ce"])[0] if "ce" in scores else None
+    summary = {}
+    for arm in arms:
+        mean, std = mean_std(scores[arm])
+        low_high = expected.get(arm)
+        ok = low_high is None or (low_high[0] <= mean <= low_high[1])
+        all_ok &= ok
+        gain = "" if baseline is None or arm == "ce" else f"{mean - baseline:+.4f}"
+        table.add_row(arm, str(len(scores[arm])), f"{mean:.4f} ± {std:.4f}", gain,
+                      f"[{low_high[0]}, {low_high[1]}]" if low_high else "", "OK" if ok else "FAIL")
+        summary[arm] = {"mean": mean, "std": std, "values": scores[arm], "ok": ok}
+    console.print(table)
+    out = Path(base.run.root) / task / f"reproduce-{now_iso().replace(':', '')}.json"
+    atomic_write_text(out, json.dumps({"task": task, "metric": metric, "seeds": seeds, "arms": summary,
+                                       "teacher": teacher_scores, "records": records}, indent=2))
+    console.print(f"summary: {out}")
+    return all_ok

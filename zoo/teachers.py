@@ -1,0 +1,99 @@
+"""Teachers: loaded from weight files, or trained once by their own recipe and reused.
+
+A teacher without weights is trained with plain cross-entropy by the
+``teacher.recipe`` block and stored under ZOO_HOME/teachers/<arch>-<hash>/,
+keyed by a hash of arch, recipe and dataset fingerprint: later runs, other
+arms and other seeds of the same task reuse it. A stored teacher whose file no
+longer matches its recorded sha256 is retrained, never used.
+"""
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import OmegaConf
+from torch import nn
+
+from zoo.archs import count_params, create
+from zoo.evaluate import evaluate_classifier
+from zoo.paths import teacher_weights_dir
+from zoo.records import ModelInfo, atomic_write_text
+from zoo.weights import load_weights, save_weights, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def teacher_names(cfg: Any) -> list[str]:
+    arch = cfg.teacher.arch
+    return [arch] if isinstance(arch, str) else list(arch)
+
+
+def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], list[ModelInfo], dict[str, float]]:
+    names = teacher_names(cfg)
+    weights = cfg.teacher.weights
+    weights = [weights] if isinstance(weights, str) else list(weights or [])
+    if weights and len(weights) != len(names):
+        raise ValueError(f"teacher.weights lists {len(weights)} file(s) for {len(names)} teacher arch(s)")
+    teachers, infos = [], []
+    for i, name in enumerate(names):
+        model = create(name, datamodule.num_classes, datamodule.input_shape)
+        if weights:
+            source = str(Path(weights[i]).expanduser())
+        else:
+            source = str(trained_teacher_path(cfg, name, i, datamodule, say))
+        load_weights(model, Path(source))
+        teachers.append(model.eval().requires_grad_(False))
+        infos.append(ModelInfo(name=name, params=count_params(model), weights=source))
+    metrics = evaluate_classifier(teachers, datamodule.eval_loader("test"))
+    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: test acc {metrics['test/acc']:.4f}")
+    return teachers, infos, metrics
+
+
+def trained_teacher_path(cfg: Any, name: str, position: int, datamodule, say=print) -> Path:
+    from filelock import FileLock
+
+    recipe = OmegaConf.to_container(cfg.teacher.recipe, resolve=True)
+    key = {"arch": name, "position": position, "recipe": recipe, "data": datamodule.fingerprint,
+           "data_cfg": OmegaConf.to_container(cfg.data, resolve=True)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = teacher_weights_dir() / f"{name}-{digest}"
+    weights, meta_path = folder / "teacher.safetensors", folder / "meta.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if weights.is_file() and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("sha256") == sha256_file(weights):
+                return weights
+            log.warning("stored teacher %s does not match its checksum: retraining it", weights)
+        say(f"training teacher {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
+        started = time.perf_counter()
+        model = _train_with_ce(cfg, name, recipe, datamodule)
+        save_weights(model, weights)
+        metrics = evaluate_classifier([model], datamodule.eval_loader("test"))
+        meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
+                "train_seconds": round(time.perf_counter() - started, 2)}
+        atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+    return weights
+
+
+def _train_with_ce(cfg: Any, name: str, recipe: dict, datamodule) -> nn.Module:
+    from zoo.methods.ce import CrossEntropy
+
+    L.seed_everything(int(recipe["seed"]), verbose=False)
+    model = create(name, datamodule.num_classes, datamodule.input_shape)
+    module = CrossEntropy(model, [], OmegaConf.create({"name": "ce"}), OmegaConf.create(recipe["optim"]),
+                          datamodule.num_classes)
+    trainer = L.Trainer(max_epochs=int(recipe["epochs"]), accelerator=cfg.trainer.accelerator, devices=1,
+                        logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
+                        use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0)
+    run_shuffle_seed, datamodule.shuffle_seed = datamodule.shuffle_seed, int(recipe["seed"])
+    try:  # the teacher's data order follows its recipe's seed, not the run's
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        datamodule.shuffle_seed = run_shuffle_seed
+    return model.cpu()
