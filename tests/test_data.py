@@ -113,3 +113,12 @@ def test_imagefolder_missing_root(tmp_path):
     cfg = OmegaConf.merge(compose("kd_digits", ["data=imagefolder"]).data, {"root": str(tmp_path)})
     with pytest.raises(DataError, match="must contain train/ and val/"):
         DATASETS.get("imagefolder")(cfg)
+
+
+def test_cli_missing_data_folder_is_one_line_with_a_hint(tmp_path, capsys):
+    from zoo.cli import main
+
+    assert main(["train", "task=kd_fashion_mnist", f"data.root={tmp_path / 'absent'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: Fashion-MNIST folder") and "does not exist" in err[0]
+    assert "apt-get install dataset-fashion-mnist" in err[1] and len(err) == 2

@@ -93,7 +93,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     save_weights(student, run_dir / "student.safetensors")
     eval_started = time.perf_counter()
-    metrics = evaluate_classifier([student], datamodule.eval_loader("test"))
+    metrics = {**evaluate_classifier([student], datamodule.eval_loader("val"), prefix="val"),
+               **evaluate_classifier([student], datamodule.eval_loader("test"))}
     eval_seconds = time.perf_counter() - eval_started
     queries = dict(module.total_teacher_calls)
     if cache is not None:
