@@ -5,6 +5,7 @@
     zoo list [methods|archs|datasets|tasks|models]
     zoo show task=NAME [key=value ...]        print the resolved config
     zoo reproduce task=NAME [seeds=N] [key=value ...]   every arm over N seeds, mean ± std, OK/FAIL
+    zoo leaderboard [add=RUN_DIR|RECORD|REPRODUCE_SUMMARY ...]   regenerate leaderboards/ from records
 
 Heavy imports (torch, Lightning) happen inside the commands that need them, so
 ``zoo --help`` and ``zoo list`` answer at once. Errors print one line (and a
@@ -16,7 +17,7 @@ import sys
 
 from zoo.errors import ConfigError, ZooError
 
-COMMANDS = ("train", "eval", "list", "show", "reproduce")
+COMMANDS = ("train", "eval", "list", "show", "reproduce", "leaderboard")
 LISTABLE = ("methods", "archs", "datasets", "tasks", "models")
 
 
@@ -29,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("train", "train a task's student (and its teacher when none is given)"),
                        ("eval", "evaluate a run folder's student: run=RUN_DIR [split=test]"),
                        ("show", "print a task's resolved config: task=NAME [key=value ...]"),
-                       ("reproduce", "run a task's arms over seeds: task=NAME seeds=N [key=value ...]")):
+                       ("reproduce", "run a task's arms over seeds: task=NAME seeds=N [key=value ...]"),
+                       ("leaderboard", "add run records (add=PATH ...), then regenerate leaderboards/")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("args", nargs="*", metavar="key=value")
     listing = sub.add_parser("list", help="list registered names", description="list registered names")
@@ -77,6 +79,11 @@ def run_command(options: argparse.Namespace) -> int:
         if rest:
             raise ConfigError(f"zoo eval takes run= and split= only, got {' '.join(rest)}")
         return commands.evaluate_run(run, split or "test")
+    if options.command == "leaderboard":
+        adds = [a.split("=", 1)[1] for a in options.args if a.startswith("add=")]
+        if len(adds) != len(options.args):
+            raise ConfigError("zoo leaderboard takes add=PATH arguments only")
+        return commands.leaderboard(adds)
     task, overrides = take(options.args, "task")
     if options.command == "show":
         return commands.show(task, overrides)

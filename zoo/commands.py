@@ -71,3 +71,13 @@ def reproduce(task: str, seeds: int | None, overrides: list[str]) -> int:
     from zoo.reproduce import reproduce as reproduce_task
 
     return 0 if reproduce_task(task, seeds, overrides, console) else 1
+
+
+def leaderboard(adds: list[str]) -> int:
+    from zoo import leaderboard as boards
+
+    for path in boards.add([Path(a) for a in adds]):
+        say(f"added {path}")
+    for path in boards.regenerate():
+        say(f"wrote {path}")
+    return 0

@@ -30,6 +30,7 @@ class ModelInfo:
     name: str          # registry key, e.g. "mlp.wide"
     params: int        # parameter count
     weights: str | None = None  # where the weights came from (file or cache key)
+    flops: int | None = None    # forward FLOPs per sample (2 per multiply-add)
 
 
 @dataclass

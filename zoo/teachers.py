@@ -18,7 +18,7 @@ import lightning as L
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.archs import count_params, create
+from zoo.archs import count_flops, count_params, create
 from zoo.evaluate import evaluate_classifier
 from zoo.paths import teacher_weights_dir
 from zoo.records import ModelInfo, atomic_write_text
@@ -47,7 +47,8 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
             source = str(trained_teacher_path(cfg, name, i, datamodule, say))
         load_weights(model, Path(source))
         teachers.append(model.eval().requires_grad_(False))
-        infos.append(ModelInfo(name=name, params=count_params(model), weights=source))
+        infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
+                               flops=count_flops(model, datamodule.input_shape)))
     metrics = evaluate_classifier(teachers, datamodule.eval_loader("test"))
     say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: test acc {metrics['test/acc']:.4f}")
     return teachers, infos, metrics

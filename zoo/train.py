@@ -53,7 +53,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import count_params, create
+    from zoo.archs import count_flops, count_params, create
     from zoo.evaluate import evaluate_classifier
     from zoo.registry import DATASETS, METHODS
     from zoo.teachers import prepare_teachers
@@ -102,7 +102,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     record = Record(
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),
-                          weights=str(run_dir / "student.safetensors")),
+                          weights=str(run_dir / "student.safetensors"),
+                          flops=count_flops(student, datamodule.input_shape)),
         teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries,
         wall_time_s={"teachers": round(teacher_seconds, 3), "fit": round(fit_seconds, 3),

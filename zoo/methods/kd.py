@@ -22,7 +22,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     """
     if teacher_logits.dim() == 2:
         teacher_logits = teacher_logits.unsqueeze(1)
-    target = F.softmax(teacher_logits / temperature, dim=-1).mean(dim=1)
+    with torch.no_grad():  # the target carries no gradient: keep it out of the autograd graph
+        target = F.softmax(teacher_logits / temperature, dim=-1).mean(dim=1)
     log_student = F.log_softmax(student_logits / temperature, dim=-1)
     return F.kl_div(log_student, target, reduction="batchmean") * temperature**2
 

@@ -1,0 +1,49 @@
+"""Leaderboards are generated from records and paper rows, deterministically."""
+
+import json
+
+import pytest
+from conftest import QUICK
+
+from zoo import leaderboard
+from zoo.cli import main
+from zoo.errors import RecordError
+from zoo.paths import data_dir
+
+
+def test_committed_leaderboards_match_a_regeneration(tmp_path):
+    written = leaderboard.regenerate(tmp_path)
+    committed = sorted(p.name for p in data_dir("leaderboards").glob("*.*") if p.suffix in (".md", ".csv")
+                       and p.name != "README.md")
+    assert sorted(p.name for p in written) == committed
+    for path in written:
+        assert path.read_text() == (data_dir("leaderboards") / path.name).read_text(), path.name
+
+
+def test_add_reproduce_summary_then_regenerate(tmp_path, monkeypatch, runs, capsys):
+    board = tmp_path / "leaderboards"
+    (board / "records").mkdir(parents=True)
+    real = data_dir
+    monkeypatch.setattr(leaderboard, "data_dir", lambda name: board if name == "leaderboards" else real(name))
+    assert main(["reproduce", "task=kd_digits", "seeds=2", *QUICK, *runs,
+                 "reproduce.expected.ce=[0,1]", "reproduce.expected.kd=[0,1]"]) == 0
+    summary = next((tmp_path / "runs" / "kd_digits").glob("reproduce-*.json"))
+    assert main(["leaderboard", f"add={summary}"]) == 0
+    assert len(list((board / "records").glob("kd_digits__*.json"))) == 4
+    text = (board / "kd_digits.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| measured")]
+    assert len(rows) == 3  # teacher, ce, kd
+    kd_row = next(r for r in rows if "| kd (" in r)
+    ce_acc = json.loads(summary.read_text())["arms"]["ce"]["mean"]
+    kd_acc = json.loads(summary.read_text())["arms"]["kd"]["mean"]
+    assert f"{kd_acc - ce_acc:+.4f}" in kd_row and "| 2 |" in kd_row
+    first = text
+    leaderboard.regenerate(board)
+    assert (board / "kd_digits.md").read_text() == first  # deterministic
+
+
+def test_bad_record_is_refused(tmp_path):
+    bad = tmp_path / "record.json"
+    bad.write_text("{not json")
+    with pytest.raises(RecordError):
+        leaderboard.add([bad])

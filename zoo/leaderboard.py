@@ -1,0 +1,169 @@
+"""Leaderboards: leaderboards/<task>.md and .csv, generated, never edited by hand.
+
+Measured rows come from the run records in leaderboards/records/*.json (put
+there by ``zoo leaderboard add=<run folder or reproduce summary>``); runs of the
+same task, method settings, teachers and student are one row, with each metric's
+mean ± sample std over their seeds. Paper rows come from the ``paper:`` block of
+the task's YAML and say so. Output is deterministic: same records, same bytes.
+
+A paper row in a task YAML looks like:
+
+    paper:
+      - {method: meal_v2, teacher: "senet154 + resnet152_v1s", student: resnet50,
+         params: 25600000, metrics: {test/acc: 0.8067}, source: "Shen & Savvides 2020, Table 1"}
+"""
+
+import csv
+import io
+import json
+import shutil
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from zoo.errors import RecordError
+from zoo.paths import data_dir
+from zoo.records import Record, atomic_write_text, read_record
+
+COLUMNS = ("source", "method", "teacher", "student", "student params", "student MFLOPs", "seeds", "metrics",
+           "gain over ce", "onnx latency ms", "teacher forward passes", "from")
+
+
+def records_dir() -> Path:
+    return data_dir("leaderboards") / "records"
+
+
+def add(paths: list[Path]) -> list[Path]:
+    """Copy run records (from run folders, record files or reproduce summaries) into leaderboards/records/."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.append(path / "record.json")
+        elif path.name.startswith("reproduce-") and path.suffix == ".json":
+            found += [Path(p) for p in json.loads(path.read_text())["records"]]
+        else:
+            found.append(path)
+    copied = []
+    for source in found:
+        record = read_record(source)  # validates before anything is copied
+        target = records_dir() / f"{record.task}__{record.run_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        copied.append(target)
+    return copied
+
+
+def method_label(record: Record) -> str:
+    """The method and its settings, so that differently tuned runs are different rows."""
+    settings = {k: v for k, v in sorted(record.config.get("method", {}).items()) if k != "name"}
+    return record.method + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
+
+
+def _mflops(flops: int | None) -> str:
+    return f"{flops / 1e6:.2f}" if flops else ""
+
+
+def _fmt(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def teacher_rows(records: list[Record]) -> list[dict[str, str]]:
+    """The teachers themselves, as evaluated on the same test split inside the students' runs."""
+    seen: dict[str, Record] = {}
+    for record in records:
+        if record.teachers and record.teacher_metrics:
+            seen.setdefault(" + ".join(t.name for t in record.teachers), record)
+    return [{"source": "measured", "method": "teacher", "teacher": "", "student": name,
+             "student params": f"{sum(t.params for t in record.teachers):,}",
+             "student MFLOPs": _mflops(sum(t.flops or 0 for t in record.teachers)), "seeds": "1",
+             "metrics": "; ".join(f"{k} {v:.4f}" for k, v in sorted(record.teacher_metrics.items())
+                                  if k.startswith("test/")),
+             "gain over ce": "", "onnx latency ms": "", "teacher forward passes": "",
+             "from": f"record:{record.run_id}"} for name, record in sorted(seen.items())]
+
+
+def measured_rows(records: list[Record]) -> list[dict[str, str]]:
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for record in records:
+        teacher = " + ".join(t.name for t in record.teachers) or "—"
+        groups[(method_label(record), teacher, record.student.name)].append(record)
+    ce_acc = {student: statistics.fmean(r.metrics["test/acc"] for r in group)
+              for (label, _, student), group in groups.items() if label == "ce"}
+    rows = []
+    for (label, teacher, student), group in sorted(groups.items()):
+        names = sorted({k for r in group for k in r.metrics if k.startswith("test/")})
+        metrics = "; ".join(f"{k} {_fmt([r.metrics[k] for r in group if k in r.metrics])}" for k in names)
+        accs = [r.metrics["test/acc"] for r in group if "test/acc" in r.metrics]
+        acc = statistics.fmean(accs) if len(accs) == len(group) else None
+        gain = "" if label == "ce" or acc is None or student not in ce_acc else f"{acc - ce_acc[student]:+.4f}"
+        passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
+        latency = [r.metrics["onnx/latency_ms_b1"] for r in group if "onnx/latency_ms_b1" in r.metrics]
+        rows.append({"source": "measured", "method": label, "teacher": teacher, "student": student,
+                     "student params": f"{group[0].student.params:,}",
+                     "student MFLOPs": _mflops(group[0].student.flops), "seeds": str(len(group)),
+                     "metrics": metrics, "gain over ce": gain,
+                     "onnx latency ms": f"{statistics.fmean(latency):.3f}" if latency else "",
+                     "teacher forward passes": f"{passes:.0f}" if teacher != "—" else "",
+                     "from": " ".join(sorted(f"record:{r.run_id}" for r in group))})
+    return rows
+
+
+def paper_rows(task: str) -> list[dict[str, str]]:
+    path = data_dir("tasks") / f"{task}.yaml"
+    if not path.is_file():
+        return []
+    rows = []
+    for entry in OmegaConf.to_container(OmegaConf.load(path)).get("paper") or []:
+        metrics = "; ".join(f"{k} {v}" for k, v in sorted(entry.get("metrics", {}).items()))
+        params = entry.get("params")
+        rows.append({"source": "paper", "method": str(entry["method"]), "teacher": str(entry.get("teacher", "")),
+                     "student": str(entry["student"]), "student params": f"{params:,}" if params else "",
+                     "student MFLOPs": str(entry.get("mflops", "")),
+                     "seeds": "", "metrics": metrics, "gain over ce": "", "onnx latency ms": "",
+                     "teacher forward passes": "", "from": f"paper:{entry['source']}"})
+    return rows
+
+
+def render(task: str, rows: list[dict[str, str]]) -> tuple[str, str]:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    lines = [f"# {task}", "",
+             "Generated by `zoo leaderboard` from leaderboards/records/ and the task's `paper:` block; "
+             "do not edit. Metrics: mean ± sample std over seeds (measured rows); gain over ce: "
+             "difference in mean test/acc from the `ce` student of the same arch; MFLOPs: forward "
+             "FLOPs per sample (torch FlopCounterMode); the teacher row gives the teacher's own size.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n", out.getvalue()
+
+
+def load_records() -> dict[str, list[Record]]:
+    by_task: dict[str, list[Record]] = defaultdict(list)
+    for path in sorted(records_dir().glob("*.json")):
+        record = read_record(path)
+        if path.name != f"{record.task}__{record.run_id}.json":
+            raise RecordError(f"{path}: file name does not match its task and run id")
+        by_task[record.task].append(record)
+    return by_task
+
+
+def regenerate(out_dir: Path | None = None) -> list[Path]:
+    """Write <task>.md and <task>.csv for every task with records or paper rows; returns the paths."""
+    from zoo.config import task_names
+
+    out_dir = Path(out_dir) if out_dir else data_dir("leaderboards")
+    by_task = load_records()
+    written = []
+    for task in sorted(set(by_task) | {t for t in task_names() if paper_rows(t)}):
+        records = by_task.get(task, [])
+        markdown, table = render(task, teacher_rows(records) + measured_rows(records) + paper_rows(task))
+        for suffix, text in ((".md", markdown), (".csv", table)):
+            atomic_write_text(out_dir / f"{task}{suffix}", text)
+            written.append(out_dir / f"{task}{suffix}")
+    return written

@@ -1,0 +1,86 @@
+"""Build a model by name, timm-style: ``create_model("resnet50.mealv2_in1k", pretrained=True)``.
+
+A name is either a model card (``models/<arch>.<tag>.yaml``), which fixes the arch, the number of classes and
+the input shape and says where the weights live, or a plain ARCHS key (``mlp.tiny``), for which the caller
+gives ``num_classes`` and ``input_shape``. Cards win when both exist.
+
+With a card, ``pretrained=True`` fetches the weights through ``zoo.hub.download`` (cached, verified) and
+loads them strictly. Weights saved from ``nn.DataParallel`` (every key starting with ``module.``, as in
+MEAL-V2's released .pth files) are unwrapped first. With a plain arch, ``pretrained`` goes to the builder
+(timm archs then load timm's own weights; the small nets have none and say so).
+"""
+
+from pathlib import Path
+
+from zoo import cards
+from zoo.errors import CheckpointError, ConfigError, UnknownNameError, did_you_mean
+
+DATA_PARALLEL_PREFIX = "module."
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs):
+    """An ``nn.Module`` for a card or arch name. kwargs: num_classes, input_shape, progress (download bar)."""
+    from zoo.archs import create
+
+    unknown = sorted(set(kwargs) - {"num_classes", "input_shape", "progress"})
+    if unknown:
+        raise ConfigError(f"create_model got an unexpected argument '{unknown[0]}'",
+                          "it takes name, pretrained, num_classes, input_shape and progress")
+    card = _card_or_none(name)
+    if card is None:
+        if "num_classes" not in kwargs or "input_shape" not in kwargs:
+            raise ConfigError(f"'{name}' is an arch, not a model card: give num_classes= and input_shape=",
+                              f"or use a card: {', '.join(_cards_of(name)) or 'none exists for this arch yet'}")
+        return create(name, kwargs["num_classes"], tuple(kwargs["input_shape"]), pretrained=pretrained)
+    num_classes = kwargs.get("num_classes", card.num_classes)
+    if pretrained and num_classes != card.num_classes:
+        raise ConfigError(f"'{name}' weights have {card.num_classes} classes, not {num_classes}",
+                          "drop num_classes=, or build with pretrained=False and replace the head yourself")
+    # The builder never loads weights of its own here: the card's weights are the pretrained ones.
+    model = create(card.arch, num_classes, tuple(kwargs.get("input_shape", card.input.shape)))
+    if pretrained:
+        from zoo import hub
+
+        _load(model, hub.download(card, progress=kwargs.get("progress", True)), name)
+    return model
+
+
+def download_command(name: str) -> int:
+    """``zoo download NAME``: fetch and verify a card's weights, print where they are."""
+    from zoo import hub
+
+    print(hub.download(cards.get_card(name)))
+    return 0
+
+
+def _card_or_none(name: str) -> "cards.ModelCard | None":
+    """The card called ``name``; None when ``name`` is a registered arch instead; an error listing both kinds."""
+    from zoo.registry import ARCHS
+
+    if name in cards.card_names():
+        return cards.get_card(name)
+    try:
+        ARCHS.get(name)
+    except UnknownNameError:
+        raise UnknownNameError(f"unknown model '{name}' (neither a model card nor an arch)",
+                               did_you_mean(name, cards.card_names() + ARCHS.names(), "models and archs")) from None
+    return None
+
+
+def _cards_of(arch: str) -> list[str]:
+    return [n for n in cards.card_names() if n.startswith(f"{arch}.")]
+
+
+def _load(model, path: Path, name: str) -> None:
+    from zoo.weights import read_state_dict
+
+    state = read_state_dict(path)
+    if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
+        state = {key.removeprefix(DATA_PARALLEL_PREFIX): value for key, value in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        raise CheckpointError(f"weights of '{name}' ({path}) do not fit {type(model).__name__}: "
+                              f"{(lines[1] if len(lines) > 1 else lines[0]).strip()}",
+                              "the card's arch must be the one the weights were trained with") from err
