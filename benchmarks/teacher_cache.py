@@ -35,7 +35,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from _timing import EpochTimer, sync
 
 from zoo.archs import create
 from zoo.config import compose
@@ -149,23 +149,6 @@ def run(args: argparse.Namespace) -> dict:
             "hardware": hardware(), "versions": package_versions()}
 
 
-class EpochTimer(Callback):
-    """Seconds from on_train_epoch_start to on_train_epoch_end: the loop, without fit's setup and teardown."""
-
-    seconds = 0.0
-
-    def on_train_epoch_start(self, trainer, module):
-        sync()
-        self.begin = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module):
-        sync()
-        self.seconds += time.perf_counter() - self.begin
-
-
-def sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
 
 
 def report(results: dict) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback
+from _timing import EpochTimer, sync
 from torch.utils.data import DistributedSampler
 
 from zoo.archs import create
@@ -45,25 +45,6 @@ from zoo.methods.base import lr_lambda
 from zoo.records import hardware, package_versions
 from zoo.registry import DATASETS, METHODS
 from zoo.train import quiet_lightning, trainer_arguments
-
-
-class EpochTimer(Callback):
-    """Seconds spent inside epochs (on_train_epoch_start -> on_train_epoch_end), summed."""
-
-    seconds = 0.0
-
-    def on_train_epoch_start(self, trainer, module):
-        sync()
-        self.begin = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module):
-        sync()
-        self.seconds += time.perf_counter() - self.begin
-
-
-def sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
 
 
 def fresh_student(cfg, datamodule) -> torch.nn.Module:

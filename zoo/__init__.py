@@ -6,3 +6,12 @@ answer at once.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # zoo.create_model without importing torch at `import zoo`.
+    if name == "create_model":
+        from zoo.models_api import create_model
+
+        return create_model
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -5,6 +5,7 @@
     zoo list [methods|archs|datasets|tasks|models]
     zoo show task=NAME [key=value ...]        print the resolved config
     zoo reproduce task=NAME [seeds=N] [key=value ...]   every arm over N seeds, mean ± std, OK/FAIL
+    zoo download NAME                          fetch and verify a model card's weights, print their path
     zoo leaderboard [add=RUN_DIR|RECORD|REPRODUCE_SUMMARY ...]   regenerate leaderboards/ from records
 
 Heavy imports (torch, Lightning) happen inside the commands that need them, so
@@ -17,7 +18,7 @@ import sys
 
 from zoo.errors import ConfigError, ZooError
 
-COMMANDS = ("train", "eval", "list", "show", "reproduce", "leaderboard")
+COMMANDS = ("train", "eval", "list", "show", "reproduce", "leaderboard", "download")
 LISTABLE = ("methods", "archs", "datasets", "tasks", "models")
 
 
@@ -34,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
                        ("leaderboard", "add run records (add=PATH ...), then regenerate leaderboards/")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("args", nargs="*", metavar="key=value")
+    fetch = sub.add_parser("download", help="fetch and verify a model card's weights, print their path",
+                           description="fetch and verify a model card's weights, print their path")
+    fetch.add_argument("name", metavar="NAME", help="a model card, e.g. resnet50.mealv2_in1k")
     listing = sub.add_parser("list", help="list registered names", description="list registered names")
     listing.add_argument("what", nargs="?", choices=LISTABLE, help="one kind (default: all)")
     return top
@@ -79,6 +83,10 @@ def run_command(options: argparse.Namespace) -> int:
         if rest:
             raise ConfigError(f"zoo eval takes run= and split= only, got {' '.join(rest)}")
         return commands.evaluate_run(run, split or "test")
+    if options.command == "download":
+        from zoo.models_api import download_command
+
+        return download_command(options.name)
     if options.command == "leaderboard":
         adds = [a.split("=", 1)[1] for a in options.args if a.startswith("add=")]
         if len(adds) != len(options.args):

@@ -74,24 +74,57 @@ def read_preprocess(path: Path) -> dict[str, Any]:
     return spec
 
 
+class OnnxSession:
+    """One ONNX model with one float input and one output: ``run(x)`` -> float32 outputs.
+
+    Casts inputs to the model's input type (fp16 for an fp16 export), splits a
+    batch for a static-batch export, and binds IO on a GPU provider.
+    """
+
+    def __init__(self, model_path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        self.session = make_session(Path(model_path), providers, threads)
+        self.provider = self.session.get_providers()[0]
+        model_input = self.session.get_inputs()[0]
+        if model_input.type not in _DTYPES:
+            raise ConfigError(f"{model_path}: model input type {model_input.type} is not float32 or float16")
+        self.input_name, self.output_name = model_input.name, self.session.get_outputs()[0].name
+        self.input_dtype = _DTYPES[model_input.type]
+        # A static-batch export takes exactly this many rows per call; None: any number.
+        self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(inputs, dtype=self.input_dtype)
+        if self.fixed_batch is None:
+            return self._run(x)
+        if len(x) % self.fixed_batch:
+            raise DataError(f"this export has a static batch of {self.fixed_batch}; got {len(x)} rows",
+                            "export with dynamic_axes.batch: true to feed any batch size")
+        return np.concatenate([self._run(x[i:i + self.fixed_batch]) for i in range(0, len(x), self.fixed_batch)])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self.provider in GPU_PROVIDERS:
+            # IO binding: the input is copied to the GPU once and the output is left there until the single
+            # copy back, instead of onnxruntime staging both through its own host buffers on every run().
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.input_name, x)
+            binding.bind_output(self.output_name, "cuda")
+            self.session.run_with_iobinding(binding)
+            out = binding.copy_outputs_to_cpu()[0]
+        else:
+            out = self.session.run([self.output_name], {self.input_name: x})[0]
+        return out.astype(np.float32, copy=False)
+
+
 class OnnxClassifier:
-    """An exported image classifier: raw batch in, float32 logits out."""
+    """An exported image classifier folder: raw batch in, float32 logits out."""
 
     def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
         self.folder = Path(folder)
         if not (self.folder / "model.onnx").is_file():
             raise ConfigError(f"no model.onnx in '{self.folder}'", "pass model=<a folder written by zoo export>")
         self.spec = read_preprocess(self.folder / "preprocess.json")
-        self.session = make_session(self.folder / "model.onnx", providers, threads)
-        self.provider = self.session.get_providers()[0]
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        self.output_name = self.session.get_outputs()[0].name
-        if model_input.type not in _DTYPES:
-            raise ConfigError(f"{self.folder}: model input type {model_input.type} is not float32 or float16")
-        self.input_dtype = _DTYPES[model_input.type]
-        # A static-batch export takes exactly this many rows per call; None: any number.
-        self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
+        self.model = OnnxSession(self.folder / "model.onnx", providers, threads)
+        self.provider = self.model.provider
         self.input_shape = tuple(int(d) for d in self.spec["input"]["shape"])
         self.classes = list(self.spec["classes"])
         self.pixel_max = self.spec["pixel_max"]
@@ -114,30 +147,11 @@ class OnnxClassifier:
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Already-normalised inputs -> float32 logits (N, num_classes)."""
-        x = np.ascontiguousarray(inputs, dtype=self.input_dtype)
-        if self.fixed_batch is None:
-            return self._run(x)
-        if len(x) % self.fixed_batch:
-            raise DataError(f"this export has a static batch of {self.fixed_batch}; got {len(x)} rows",
-                            "export with dynamic_axes.batch: true to feed any batch size")
-        return np.concatenate([self._run(x[i:i + self.fixed_batch]) for i in range(0, len(x), self.fixed_batch)])
+        return self.model.run(inputs)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Raw inputs -> float32 logits: ``run(preprocess(batch))``."""
         return self.run(self.preprocess(batch))
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        if self.provider in GPU_PROVIDERS:
-            # IO binding: the input is copied to the GPU once and the output is left there until the single
-            # copy back, instead of onnxruntime staging both through its own host buffers on every run().
-            binding = self.session.io_binding()
-            binding.bind_cpu_input(self.input_name, x)
-            binding.bind_output(self.output_name, "cuda")
-            self.session.run_with_iobinding(binding)
-            out = binding.copy_outputs_to_cpu()[0]
-        else:
-            out = self.session.run([self.output_name], {self.input_name: x})[0]
-        return out.astype(np.float32, copy=False)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
