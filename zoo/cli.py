@@ -5,6 +5,10 @@
     zoo list [methods|archs|datasets|tasks|models]
     zoo show task=NAME [key=value ...]        print the resolved config
     zoo reproduce task=NAME [seeds=N] [key=value ...]   every arm over N seeds, mean ± std, OK/FAIL
+    zoo export run=RUN_DIR|model=CARD [profile=default] [out=DIR]   checked ONNX folder (parity + metric)
+    zoo infer model=EXPORT_DIR inputs=FILE.npy  top-1 per row with numpy + onnxruntime only
+    zoo bench run=RUN_DIR|model=EXPORT_DIR [batches=1,8,32]   eager vs onnxruntime latency/throughput
+    zoo publish run=RUN_DIR to=DIR             weights + card (sha256, size) + record, as a download mirror
     zoo download NAME                          fetch and verify a model card's weights, print their path
     zoo leaderboard [add=RUN_DIR|RECORD|REPRODUCE_SUMMARY ...]   regenerate leaderboards/ from records
 
@@ -18,7 +22,9 @@ import sys
 
 from zoo.errors import ConfigError, ZooError
 
-COMMANDS = ("train", "eval", "list", "show", "reproduce", "leaderboard", "download")
+COMMANDS = ("train", "eval", "list", "show", "reproduce", "leaderboard", "download", "export", "infer", "bench",
+            "publish")
+SHIPPING_KEYS = ("run", "model", "profile", "out", "inputs", "batches", "warmup", "iters", "threads", "to")
 LISTABLE = ("methods", "archs", "datasets", "tasks", "models")
 
 
@@ -32,7 +38,14 @@ def parser() -> argparse.ArgumentParser:
                        ("eval", "evaluate a run folder's student: run=RUN_DIR [split=test]"),
                        ("show", "print a task's resolved config: task=NAME [key=value ...]"),
                        ("reproduce", "run a task's arms over seeds: task=NAME seeds=N [key=value ...]"),
-                       ("leaderboard", "add run records (add=PATH ...), then regenerate leaderboards/")):
+                       ("leaderboard", "add run records (add=PATH ...), then regenerate leaderboards/"),
+                       ("export", "export a student to ONNX, checked: run=RUN_DIR | model=CARD [profile=default] "
+                                  "[out=DIR]"),
+                       ("infer", "top-1 per row with an exported model (numpy + onnxruntime only): "
+                                 "model=DIR inputs=FILE.npy"),
+                       ("bench", "eager vs onnxruntime speed: run=RUN_DIR | model=EXPORT_DIR [batches=1,8,32] "
+                                 "[warmup=10] [iters=100] [threads=N]"),
+                       ("publish", "publish a run for `zoo download`: run=RUN_DIR to=DIR [base_url=URL]")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("args", nargs="*", metavar="key=value")
     fetch = sub.add_parser("download", help="fetch and verify a model card's weights, print their path",
@@ -72,7 +85,50 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def integer(values: dict, key: str, default: int | None) -> int | None:
+    if values[key] is None:
+        return default
+    if not values[key].isdigit():
+        raise ConfigError(f"{key} must be a non-negative integer, got '{values[key]}'")
+    return int(values[key])
+
+
+def run_shipping_command(options: argparse.Namespace) -> int:
+    """export / infer / bench / publish: key=value arguments only, no config overrides."""
+    values, rest = {}, list(options.args)
+    for key in (*SHIPPING_KEYS, "base_url"):
+        values[key], rest = take(rest, key, required=False)
+    if rest:
+        raise ConfigError(f"zoo {options.command} got unexpected arguments: {' '.join(rest)}",
+                          f"see zoo {options.command} --help")
+    if options.command == "infer":  # torch-free: numpy + onnxruntime
+        from zoo.export.runtime import infer_command
+
+        take(options.args, "model"), take(options.args, "inputs")
+        return infer_command(values["model"], values["inputs"])
+    if options.command == "export":
+        from zoo.export.onnx_export import export_command
+
+        return export_command(values["run"], values["model"], values["profile"] or "default", values["out"])
+    if options.command == "publish":
+        from zoo.publish import publish_command
+
+        take(options.args, "run"), take(options.args, "to")
+        return publish_command(values["run"], values["to"], values["base_url"])
+    from zoo.export.bench import bench_command
+
+    batches = values["batches"]
+    if batches is not None and not all(b.isdigit() for b in batches.split(",")):
+        raise ConfigError(f"batches must look like 1,8,32, got '{batches}'")
+    return bench_command(run=values["run"], model=values["model"],
+                         batches=[int(b) for b in batches.split(",")] if batches else None,
+                         warmup=integer(values, "warmup", 10), iters=integer(values, "iters", 100),
+                         threads=integer(values, "threads", None), profile=values["profile"] or "default")
+
+
 def run_command(options: argparse.Namespace) -> int:
+    if options.command in ("export", "infer", "bench", "publish"):
+        return run_shipping_command(options)
     from zoo import commands
 
     if options.command == "list":
