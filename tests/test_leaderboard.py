@@ -1,6 +1,7 @@
 """Leaderboards are generated from records and paper rows, deterministically."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import QUICK
@@ -28,8 +29,13 @@ def test_add_reproduce_summary_then_regenerate(tmp_path, monkeypatch, runs, caps
     assert main(["reproduce", "task=kd_digits", "seeds=2", *QUICK, *runs,
                  "reproduce.expected.ce=[0,1]", "reproduce.expected.kd=[0,1]"]) == 0
     summary = next((tmp_path / "runs" / "kd_digits").glob("reproduce-*.json"))
+    ce_runs = [p for p in json.loads(summary.read_text())["records"] if '"method": "ce"' in open(p).read()]
+    bench = {"rows": [{"batch": 1, "ort": {"p50_ms": 0.125}}, {"batch": 8, "ort": {"p50_ms": 0.5}}]}
+    for record_path in ce_runs:  # as `zoo bench run=...` leaves it beside the record
+        (Path(record_path).parent / "bench-20261128-000000-000000.json").write_text(json.dumps(bench))
     assert main(["leaderboard", f"add={summary}"]) == 0
-    assert len(list((board / "records").glob("kd_digits__*.json"))) == 4
+    assert len(list((board / "records").glob("kd_digits__*.bench.json"))) == 2
+    assert len([p for p in (board / "records").glob("kd_digits__*.json") if ".bench" not in p.name]) == 4
     text = (board / "kd_digits.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| measured")]
     assert len(rows) == 3  # teacher, ce, kd
@@ -37,6 +43,8 @@ def test_add_reproduce_summary_then_regenerate(tmp_path, monkeypatch, runs, caps
     ce_acc = json.loads(summary.read_text())["arms"]["ce"]["mean"]
     kd_acc = json.loads(summary.read_text())["arms"]["kd"]["mean"]
     assert f"{kd_acc - ce_acc:+.4f}" in kd_row and "| 2 |" in kd_row
+    ce_row = next(r for r in rows if "| ce |" in r)
+    assert "| 0.125 |" in ce_row and "0.125" not in kd_row  # ONNX latency from the bench records
     first = text
     leaderboard.regenerate(board)
     assert (board / "kd_digits.md").read_text() == first  # deterministic
