@@ -22,7 +22,8 @@ from zoo.errors import RecordError
 
 SCHEMA_VERSION = 1
 _TRACKED_PACKAGES = ("distill-zoo", "torch", "torchvision", "lightning", "timm", "numpy",
-                     "hydra-core", "omegaconf", "torchmetrics", "safetensors", "scikit-learn")
+                     "hydra-core", "omegaconf", "torchmetrics", "safetensors", "scikit-learn",
+                     "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu")
 
 
 @dataclass

@@ -110,7 +110,7 @@ def bench_folder(folder: Path, batches: tuple[int, ...] = DEFAULT_BATCHES, warmu
             "ort_provider": clf.provider, "threads": {"torch_intra_op": threads, "ort_intra_op": threads,
                                                       "ort_inter_op": 1},
             "warmup": warmup, "iters": iters, "rows": rows, "load_average_1m": _load_average(),
-            "versions": {**package_versions(), **_ort_versions()}, "hardware": hardware()}
+            "versions": package_versions(), "hardware": hardware()}
 
 
 def format_table(record: dict[str, Any]) -> str:
@@ -167,8 +167,3 @@ def _load_average() -> float | None:
     except OSError:
         return None
 
-
-def _ort_versions() -> dict[str, str]:
-    from zoo.export.onnx_export import _ort_versions as versions
-
-    return versions()

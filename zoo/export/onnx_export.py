@@ -33,7 +33,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,6 @@ from zoo.records import hardware, now_iso, package_versions
 
 INPUT_NAME, OUTPUT_NAME = "inputs", "logits"
 SCHEMA = 1
-_ORT_PACKAGES = ("onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript")
 
 
 @dataclass
@@ -166,7 +164,7 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         report = {"schema": SCHEMA, "created": now_iso(), "card": card.name, "source": source or {},
                   "profile": profile.to_dict(), "graph": graph, "parity": parity, "files": files,
                   "seconds": {"export": round(exported - started, 3), "check": round(checked - exported, 3)},
-                  "versions": {**package_versions(), **_ort_versions()}, "hardware": hardware()}
+                  "versions": package_versions(), "hardware": hardware()}
         _write_json(tmp / "export.json", report)
         _publish(tmp, out)
     except BaseException:
@@ -284,13 +282,4 @@ def _publish(tmp: Path, out: Path) -> None:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
-
-def _ort_versions() -> dict[str, str]:
-    found = {}
-    for name in _ORT_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
