@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from tests.conftest import has_fashion_mnist
+from conftest import has_fashion_mnist
 from zoo.methods.meal_v2 import discriminator_loss, discriminator_widths, make_discriminator, soft_cross_entropy
 from zoo.registry import METHODS
 

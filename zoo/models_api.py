@@ -5,17 +5,13 @@ the input shape and says where the weights live, or a plain ARCHS key (``mlp.tin
 gives ``num_classes`` and ``input_shape``. Cards win when both exist.
 
 With a card, ``pretrained=True`` fetches the weights through ``zoo.hub.download`` (cached, verified) and
-loads them strictly. Weights saved from ``nn.DataParallel`` (every key starting with ``module.``, as in
-MEAL-V2's released .pth files) are unwrapped first. With a plain arch, ``pretrained`` goes to the builder
+loads them strictly (``zoo.weights`` unwraps keys saved from ``nn.DataParallel``, as in MEAL-V2's
+released .pth files). With a plain arch, ``pretrained`` goes to the builder
 (timm archs then load timm's own weights; the small nets have none and say so).
 """
 
-from pathlib import Path
-
 from zoo import cards
-from zoo.errors import CheckpointError, ConfigError, UnknownNameError, did_you_mean
-
-DATA_PARALLEL_PREFIX = "module."
+from zoo.errors import ConfigError, UnknownNameError, did_you_mean
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs):
@@ -40,8 +36,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs):
     model = create(card.arch, num_classes, tuple(kwargs.get("input_shape", card.input.shape)))
     if pretrained:
         from zoo import hub
+        from zoo.weights import load_weights
 
-        _load(model, hub.download(card, progress=kwargs.get("progress", True)), name)
+        load_weights(model, hub.download(card, progress=kwargs.get("progress", True)))
     return model
 
 
@@ -70,17 +67,3 @@ def _card_or_none(name: str) -> "cards.ModelCard | None":
 def _cards_of(arch: str) -> list[str]:
     return [n for n in cards.card_names() if n.startswith(f"{arch}.")]
 
-
-def _load(model, path: Path, name: str) -> None:
-    from zoo.weights import read_state_dict
-
-    state = read_state_dict(path)
-    if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
-        state = {key.removeprefix(DATA_PARALLEL_PREFIX): value for key, value in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        lines = str(err).splitlines()
-        raise CheckpointError(f"weights of '{name}' ({path}) do not fit {type(model).__name__}: "
-                              f"{(lines[1] if len(lines) > 1 else lines[0]).strip()}",
-                              "the card's arch must be the one the weights were trained with") from err

@@ -1,7 +1,8 @@
 """Reading and writing model weights: safetensors out, safetensors or .pth in.
 
 A .pth file is read with ``torch.load(weights_only=True)``, so no pickle code
-ever runs. Unreadable files raise CheckpointError naming the file.
+ever runs; keys saved from ``nn.DataParallel`` lose their ``module.`` prefix.
+Unreadable files raise CheckpointError naming the file.
 """
 
 import hashlib
@@ -43,6 +44,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"'{path}' holds no state dict")
+    if state and all(key.startswith("module.") for key in state):  # saved from nn.DataParallel (MEAL-V2's .pth)
+        state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
 
 
