@@ -74,6 +74,11 @@ def test_discriminator_bce_against_hand_computed_values(final_relu):
 
 def test_student_gets_gradient_from_the_discriminator_loss():
     m = module()
+    with torch.no_grad():  # positive biases keep every ReLU of D active, so its gradient cannot vanish
+        for layer in m.discriminator:
+            if isinstance(layer, nn.Linear):
+                layer.weight.abs_()
+                layer.bias.fill_(5.0)
     batch = {"inputs": torch.randn(8, 4), "targets": torch.randint(0, 3, (8,)), "index": torch.arange(8)}
     losses = m.losses(batch)
     assert set(losses) == {"kd", "disc"} and m.loss_weights()["disc"] == 1.0
@@ -110,14 +115,22 @@ def test_discriminator_is_checkpointed_but_not_part_of_the_student():
 
 
 @pytest.mark.skipif(not has_fashion_mnist(), reason="Fashion-MNIST not installed")
-def test_mealv2_fashion_mnist_fast_dev_run(runs):
+def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path):
     from safetensors.torch import load_file
 
+    from zoo.archs import create
     from zoo.config import compose
     from zoo.train import train
+    from zoo.weights import save_weights
 
+    # Untrained teachers from files: training both by the recipe would double this test's time.
+    files = []
+    for name in ("convnet.base", "mlp.wide"):
+        files.append(tmp_path / f"{name}.safetensors")
+        save_weights(create(name, 10, (1, 28, 28)), files[-1])
     cfg = compose("mealv2_fashion_mnist", ["trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
-                                           "teacher.recipe.epochs=1", "data.train_subset=2000", *runs])
+                                           "teacher.recipe.epochs=1", "data.train_subset=2000",
+                                           f"teacher.weights=[{files[0]},{files[1]}]", *runs])
     result = train(cfg, say=lambda *_: None)
     assert result.record.method == "meal_v2" and 0.0 <= result.record.metrics["test/acc"] <= 1.0
     saved = load_file(result.run_dir / "student.safetensors")
