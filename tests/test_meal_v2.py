@@ -3,10 +3,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import has_fashion_mnist
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import has_fashion_mnist
 from zoo.methods.meal_v2 import discriminator_loss, discriminator_widths, make_discriminator, soft_cross_entropy
 from zoo.registry import METHODS
 
