@@ -143,9 +143,13 @@ class DistillModule(L.LightningModule):
             raise ConfigError(f"unknown optimizer '{cfg.name}'", "optim.name is one of sgd, adamw, adam")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = max(1, total // max(1, int(self.trainer.max_epochs or 1)))
-        schedule = lr_lambda(cfg, total, per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        factors = self.lr_factors(lr_lambda(cfg, total, per_epoch), len(optimizer.param_groups))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_factors(self, schedule, num_groups: int) -> list:
+        """The per-step lr multiplier of each parameter group: the configured schedule for all by default."""
+        return [schedule] * num_groups
 
 
 def lr_lambda(cfg: Any, total_steps: int, steps_per_epoch: int):

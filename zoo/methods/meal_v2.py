@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.methods.base import DistillModule, lr_lambda
+from zoo.methods.base import DistillModule
 from zoo.registry import METHODS
 
 
@@ -117,16 +117,7 @@ class MealV2(DistillModule):
             disc["lr"] = self.disc_lr  # a group's own lr survives the optimiser's default
         return [*groups, disc]
 
-    def configure_optimizers(self):
-        config = super().configure_optimizers()
+    def lr_factors(self, schedule, num_groups):
         if self.disc_lr_follows_student:
-            return config  # official behaviour: D shares the student's lr and schedule
-        optimizer = config["optimizer"]
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        per_epoch = max(1, total // max(1, int(self.trainer.max_epochs or 1)))
-        student_schedule = lr_lambda(self.optim_cfg, total, per_epoch)
-        factors = [student_schedule] * (len(optimizer.param_groups) - 1) + [lambda step: 1.0]
-        # A second LambdaLR recomputes every lr from the groups' initial_lr, so nothing compounds.
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
-        config["lr_scheduler"]["scheduler"] = scheduler
-        return config
+            return super().lr_factors(schedule, num_groups)  # official behaviour: D follows the student's schedule
+        return [schedule] * (num_groups - 1) + [lambda step: 1.0]  # D (the last group) keeps disc_lr
