@@ -113,8 +113,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def new_run_id() -> str:
-    """Time-sortable and unique: 20261128-093012-4f2a1c."""
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+    """Sorts by time to the microsecond, unique by a random tail: 20261128-093012-123456-4f2a."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f-") + os.urandom(2).hex()
 
 
 def now_iso() -> str:
