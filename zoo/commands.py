@@ -46,22 +46,13 @@ def train(task: str, overrides: list[str]) -> int:
 
 
 def evaluate_run(run: str, split: str) -> int:
-    from zoo.archs import create
-    from zoo.config import load_run_config
     from zoo.evaluate import evaluate_classifier
-    from zoo.registry import DATASETS
-    from zoo.train import quiet_lightning
-    from zoo.weights import load_weights
+    from zoo.export.sources import load_run
 
-    quiet_lightning()
-    run_dir = Path(run)
-    cfg = load_run_config(run_dir)
-    datamodule = DATASETS.get(cfg.data.name)(cfg.data)
-    if split not in datamodule.splits:
-        raise ConfigError(f"unknown split '{split}'", f"valid splits: {', '.join(datamodule.splits)}")
-    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape)
-    load_weights(student, run_dir / "student.safetensors")
-    metrics = evaluate_classifier([student], datamodule.eval_loader(split), prefix=split)
+    loaded = load_run(Path(run))
+    if split not in loaded.datamodule.splits:
+        raise ConfigError(f"unknown split '{split}'", f"valid splits: {', '.join(loaded.datamodule.splits)}")
+    metrics = evaluate_classifier([loaded.student], loaded.datamodule.eval_loader(split), prefix=split)
     for name, value in metrics.items():
         say(f"{name}: {value:.4f}")
     return 0
