@@ -102,14 +102,15 @@ def parse_card(raw: Any, source: str) -> ModelCard:
     return card
 
 
-def load_card(path: Path) -> ModelCard:
+def load_card(path: Path, check_name: bool = True) -> ModelCard:
+    """A card file; ``check_name`` asks that the card's name equal the file name (models/<name>.yaml)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise _fail(str(path), f"unreadable ({str(err).splitlines()[0]})") from err
     card = parse_card(raw, str(path))
-    if card.name != path.stem:
+    if check_name and card.name != path.stem:
         raise _fail(str(path), f"name '{card.name}' differs from the file name '{path.stem}'")
     return card
 

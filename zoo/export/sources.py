@@ -15,10 +15,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import torch
-import yaml
 from torch import nn
 
-from zoo.cards import ModelCard, parse_card
+from zoo.cards import ModelCard, load_card
 from zoo.errors import CheckpointError, ConfigError, RecordError
 from zoo.records import Record, read_record
 
@@ -63,14 +62,11 @@ def held_out_batches(datamodule, split: str = "test") -> Iterator[tuple[torch.Te
 
 
 def read_folder_card(folder: Path) -> ModelCard:
-    """card.yaml of an export folder (its name is the model's, not the file's, so load_card's check is skipped)."""
+    """card.yaml of an export folder (named after the model, not the file, so the name check is skipped)."""
     path = Path(folder) / "card.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"no readable card.yaml in '{folder}' ({str(err).splitlines()[0]})",
-                          "pass model=<a folder written by zoo export>") from err
-    return parse_card(raw, str(path))
+    if not path.is_file():
+        raise ConfigError(f"no card.yaml in '{folder}'", "pass model=<a folder written by zoo export>")
+    return load_card(path, check_name=False)
 
 
 def load_export_folder(folder: Path) -> tuple[nn.Module, ModelCard]:
