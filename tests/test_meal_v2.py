@@ -115,7 +115,7 @@ def test_discriminator_is_checkpointed_but_not_part_of_the_student():
 
 
 @pytest.mark.skipif(not has_fashion_mnist(), reason="Fashion-MNIST not installed")
-def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path):
+def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path, zoo_home):
     from safetensors.torch import load_file
 
     from zoo.archs import create
@@ -125,13 +125,16 @@ def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path):
 
     # Untrained teachers from files: training both by the recipe would double this test's time.
     files = []
-    for name in ("convnet.base", "mlp.wide"):
+    for name in ("convnet.base", "convnet.wide"):
         files.append(tmp_path / f"{name}.safetensors")
         save_weights(create(name, 10, (1, 28, 28)), files[-1])
     cfg = compose("mealv2_fashion_mnist", ["trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
                                            "teacher.recipe.epochs=1", "data.train_subset=2000",
+                                           "student.init_recipe.epochs=1",
                                            f"teacher.weights=[{files[0]},{files[1]}]", *runs])
     result = train(cfg, say=lambda *_: None)
     assert result.record.method == "meal_v2" and 0.0 <= result.record.metrics["test/acc"] <= 1.0
     saved = load_file(result.run_dir / "student.safetensors")
     assert not any("discriminator" in k for k in saved)
+    inits = list(zoo_home.glob("student_inits/mlp.wide-*/weights.safetensors"))
+    assert len(inits) == 1  # the CE-trained starting point, stored for the other arms and seeds

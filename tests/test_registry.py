@@ -39,3 +39,18 @@ def test_help_and_list_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     out = subprocess.run([sys.executable, "-m", "zoo", "--help"], check=True, capture_output=True, text=True)
     assert "reproduce" in out.stdout
+
+
+def test_timm_archs_name_real_timm_models_with_weights():
+    """Every timm-backed arch (MEAL V2's teachers and students by exact tag) exists in the installed timm."""
+    import timm
+
+    from zoo.registry import ARCHS
+
+    declared = ARCHS.declared()
+    timm_names = [name for name, module in declared.items() if module.endswith("timm_nets")]
+    assert {"senet154.gluon_in1k", "resnet152s.gluon_in1k", "resnet50.ram_in1k"} <= set(timm_names)
+    for name in timm_names:
+        assert timm.is_model(name), name
+        if "." in name:
+            assert name in timm.list_pretrained(name), f"{name}: no published weights under that tag"

@@ -37,3 +37,14 @@ def test_kd_beats_ce_on_fashion_mnist_by_more_than_the_spread(runs, tmp_path):
     summary = json.loads(next((tmp_path / "runs" / "kd_fashion_mnist").glob("reproduce-*.json")).read_text())
     ce, kd = summary["arms"]["ce"], summary["arms"]["kd"]
     assert kd["mean"] - ce["mean"] > max(kd["std"], ce["std"])
+
+
+def test_arm_specs_name_method_and_own_overrides():
+    from zoo.errors import ConfigError
+    from zoo.reproduce import arm_spec
+
+    assert arm_spec("kd") == ("kd", "kd", [])
+    assert arm_spec({"name": "kd1", "method": "kd_t2", "overrides": ["teacher.arch=[convnet.base]"]}) == \
+        ("kd1", "kd_t2", ["teacher.arch=[convnet.base]"])
+    with pytest.raises(ConfigError, match="unknown keys"):
+        arm_spec({"method": "kd", "seed": 3})

@@ -30,5 +30,9 @@ def teacher_weights_dir() -> Path:
     return zoo_home() / "teachers"
 
 
+def student_inits_dir() -> Path:
+    return zoo_home() / "student_inits"
+
+
 def teacher_outputs_dir() -> Path:
     return zoo_home() / "teacher_outputs"

@@ -1,13 +1,17 @@
 """``zoo reproduce``: every arm of a task over N seeds, same data and budget, one record per run.
 
 The arms (``reproduce.arms``, at least ``ce`` and the task's method) share the
-teacher, which is trained once. The table gives mean ± sample std per arm and
-the gain over ``ce``; ``reproduce.expected`` ranges turn it into OK / FAIL.
+teacher, which is trained once. An arm is a method option (``kd``) or a mapping
+``{name: kd_single, method: kd, overrides: ["teacher.arch=[convnet.base]"]}``
+for an arm that differs in more than its method (e.g. one teacher of an ensemble).
+The table gives mean ± sample std per arm and the gain over ``ce``;
+``reproduce.expected`` ranges turn it into OK / FAIL.
 """
 
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -17,8 +21,21 @@ from zoo.config import compose, group_options, split_override
 from zoo.records import atomic_write_text, now_iso
 
 
+def arm_spec(entry: Any) -> tuple[str, str, list[str]]:
+    """(label, method option, the arm's own overrides) of one ``reproduce.arms`` entry."""
+    if isinstance(entry, str):
+        return entry, entry, []
+    unknown = set(entry) - {"name", "method", "overrides"}
+    if unknown or "method" not in entry:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"reproduce arm {dict(entry)} is not a method name or {{name, method, overrides}}",
+                          f"unknown keys: {sorted(unknown)}" if unknown else "give the arm a 'method'")
+    return str(entry.get("name", entry["method"])), str(entry["method"]), [str(o) for o in entry.get("overrides", [])]
+
+
 def arm_overrides(arm: str, overrides: list[str]) -> list[str]:
-    """The user's overrides that apply to ``arm``: method.* keys only where that method has them."""
+    """The user's overrides that apply to method ``arm``: method.* keys only where that method has them."""
     if arm not in group_options("method"):
         from zoo.errors import ConfigError, did_you_mean
 
@@ -43,32 +60,38 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
     from zoo.train import train
 
     base = compose(task, overrides)
-    arms = list(base.reproduce.arms)
+    arms = [arm_spec(entry) for entry in OmegaConf.to_container(base.reproduce.arms, resolve=True)]
+    labels = [label for label, _, _ in arms]
+    if len(set(labels)) != len(labels):
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"reproduce arms repeat a name: {labels}", "give each mapping arm its own 'name'")
     seeds = int(seeds or base.reproduce.seeds)
     metric = base.reproduce.metric
-    scores: dict[str, list[float]] = {arm: [] for arm in arms}
-    teacher_scores: list[float] = []
+    scores: dict[str, list[float]] = {label: [] for label in labels}
+    teacher_scores: dict[str, float] = {}  # per teacher set: an arm may use one teacher of the ensemble
     records: list[str] = []
     for seed in range(seeds):
-        for arm in arms:
-            console.print(f"[bold]{task}[/bold]: arm {arm}, seed {seed + 1}/{seeds}")
-            cfg = compose(task, arm_overrides(arm, overrides) + [f"seed={seed}"])
+        for label, method, own in arms:
+            console.print(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{seeds}")
+            cfg = compose(task, own + arm_overrides(method, overrides) + [f"seed={seed}"])
             result = train(cfg, say=console.print)
-            scores[arm].append(float(result.record.metrics[metric]))
-            if result.record.teacher_metrics and not teacher_scores:
-                teacher_scores.append(float(result.record.teacher_metrics[metric]))
+            scores[label].append(float(result.record.metrics[metric]))
+            if result.record.teacher_metrics:
+                teachers = " + ".join(t.name for t in result.record.teachers)
+                teacher_scores.setdefault(teachers, float(result.record.teacher_metrics[metric]))
             records.append(str(result.run_dir / "record.json"))
 
     expected = OmegaConf.to_container(base.reproduce.expected, resolve=True) or {}
     table = Table(title=f"{task}: {metric} over {seeds} seed(s)")
     for column in ("arm", "runs", f"{metric} mean ± std", "gain over ce", "expected", "verdict"):
         table.add_column(column)
-    if teacher_scores:
-        table.add_row("teacher", "1", f"{teacher_scores[0]:.4f}", "", "", "")
+    for teachers, score in teacher_scores.items():
+        table.add_row(f"teacher {teachers}", "1", f"{score:.4f}", "", "", "")
     all_ok = True
     baseline = mean_std(scores["ce"])[0] if "ce" in scores else None
     summary = {}
-    for arm in arms:
+    for arm in labels:
         mean, std = mean_std(scores[arm])
         low_high = expected.get(arm)
         ok = low_high is None or (low_high[0] <= mean <= low_high[1])

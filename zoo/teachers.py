@@ -20,7 +20,7 @@ from torch import nn
 
 from zoo.archs import count_flops, count_params, create
 from zoo.evaluate import evaluate_classifier
-from zoo.paths import teacher_weights_dir
+from zoo.paths import student_inits_dir, teacher_weights_dir
 from zoo.records import ModelInfo, atomic_write_text
 from zoo.weights import load_weights, save_weights, sha256_file
 
@@ -39,13 +39,17 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
     if weights and len(weights) != len(names):
         raise ValueError(f"teacher.weights lists {len(weights)} file(s) for {len(names)} teacher arch(s)")
     teachers, infos = [], []
+    pretrained = bool(cfg.teacher.get("pretrained", False))
     for i, name in enumerate(names):
-        model = create(name, datamodule.num_classes, datamodule.input_shape)
+        model = create(name, datamodule.num_classes, datamodule.input_shape, pretrained=pretrained and not weights)
         if weights:
             source = str(Path(weights[i]).expanduser())
+            load_weights(model, Path(source))
+        elif pretrained:
+            source = f"pretrained:{name}"  # the arch's own published weights (timm: from the HF hub)
         else:
             source = str(trained_teacher_path(cfg, name, i, datamodule, say))
-        load_weights(model, Path(source))
+            load_weights(model, Path(source))
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
                                flops=count_flops(model, datamodule.input_shape)))
@@ -55,22 +59,43 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
 
 
 def trained_teacher_path(cfg: Any, name: str, position: int, datamodule, say=print) -> Path:
+    return trained_once(cfg, name, cfg.teacher.recipe, datamodule, say, role="teacher", position=position)
+
+
+def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
+    """The student's starting weights from ``student.init_recipe``: CE-trained once, then reused by every arm.
+
+    MEAL V2's finding is that soft labels need a good initialisation; every arm of a
+    reproduce starts from the same file, so the comparison is of what comes after it.
+    """
+    return trained_once(cfg, cfg.student.arch, cfg.student.init_recipe, datamodule, say, role="student init")
+
+
+def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
+                 position: int = 0) -> Path:
+    """Weights of ``name`` CE-trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
     from filelock import FileLock
 
-    recipe = OmegaConf.to_container(cfg.teacher.recipe, resolve=True)
+    recipe = OmegaConf.to_container(recipe_cfg, resolve=True)
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    if not (data_cfg.get("augment") or {}).get("enabled", False):
+        data_cfg.pop("augment", None)  # switched-off augmentation is the same data as none: stored weights stay valid
     key = {"arch": name, "position": position, "recipe": recipe, "data": datamodule.fingerprint,
-           "data_cfg": OmegaConf.to_container(cfg.data, resolve=True)}
+           "data_cfg": data_cfg}
+    if role != "teacher":  # teachers' keys predate roles: leave them as they are so stored teachers stay valid
+        key["role"] = role
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = teacher_weights_dir() / f"{name}-{digest}"
-    weights, meta_path = folder / "teacher.safetensors", folder / "meta.json"
+    folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
+    weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
+    meta_path = folder / "meta.json"
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         if weights.is_file() and meta_path.is_file():
             meta = json.loads(meta_path.read_text())
             if meta.get("sha256") == sha256_file(weights):
                 return weights
-            log.warning("stored teacher %s does not match its checksum: retraining it", weights)
-        say(f"training teacher {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
+            log.warning("stored %s %s does not match its checksum: retraining it", role, weights)
+        say(f"training {role} {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
         started = time.perf_counter()
         model = _train_with_ce(cfg, name, recipe, datamodule)
         save_weights(model, weights)
@@ -78,6 +103,7 @@ def trained_teacher_path(cfg: Any, name: str, position: int, datamodule, say=pri
         meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
                 "train_seconds": round(time.perf_counter() - started, 2)}
         atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+        say(f"{role} {name}: test acc {metrics['test/acc']:.4f}")
     return weights
 
 

@@ -56,7 +56,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     from zoo.archs import count_flops, count_params, create
     from zoo.evaluate import evaluate_classifier
     from zoo.registry import DATASETS, METHODS
-    from zoo.teachers import prepare_teachers
+    from zoo.teachers import prepare_teachers, trained_student_init
     from zoo.weights import load_weights, save_weights
 
     quiet_lightning()
@@ -67,13 +67,21 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     teachers, teacher_infos, teacher_metrics = ([], [], {})
     if method_cls.uses_teachers:
         teachers, teacher_infos, teacher_metrics = prepare_teachers(cfg, datamodule, say)
+    store = None
+    if teachers and cfg.get("soft_labels") is not None and cfg.soft_labels.enabled:
+        from zoo.soft_label_store import prepare_store
+
+        store = prepare_store(cfg, datamodule, teachers, [info.name for info in teacher_infos], say)
+    student_init = cfg.student.weights
+    if not student_init and cfg.student.get("init_recipe"):
+        student_init = str(trained_student_init(cfg, datamodule, say))
     teacher_seconds = time.perf_counter() - started
 
     L.seed_everything(int(cfg.seed), verbose=False)
     student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
                      pretrained=bool(cfg.student.pretrained))
-    if cfg.student.weights:
-        load_weights(student, Path(cfg.student.weights))
+    if student_init:
+        load_weights(student, Path(student_init))
     cache = make_teacher_cache(cfg, datamodule, teachers, teacher_infos)
     module = method_cls(student, teachers, cfg.method, cfg.optim, datamodule.num_classes, cache)
 
@@ -99,6 +107,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     queries = dict(module.total_teacher_calls)
     if cache is not None:
         queries.update({f"cache_{k}": v for k, v in cache.stats.items()})
+    if store is not None:
+        queries.update({f"store_{k}": v for k, v in store.stats.items()})
     record = Record(
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),

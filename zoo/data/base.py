@@ -33,6 +33,17 @@ class TensorDictDataset(Dataset):
         return {"inputs": self.inputs[idx], "targets": self.targets[idx], "index": idx}
 
 
+class EpochTaggedSampler(DistributedSampler):
+    """DistributedSampler that yields (epoch, index) pairs, for datasets whose samples change by epoch.
+
+    Lightning calls ``set_epoch`` on the sampler in the main process; passing the epoch
+    along with each index is what lets worker processes see it too.
+    """
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in super().__iter__())
+
+
 def keep_collated(batch: Any) -> Any:
     """collate_fn for datasets whose ``__getitems__`` already returns a batch."""
     return batch
@@ -67,6 +78,7 @@ class ZooDataModule(L.LightningDataModule):
     input_shape: tuple[int, ...]
     fingerprint: str
     transform_fingerprint: str | None = "identity"
+    crop_spec = None  # a region_crops.CropSpec when the training split is served as seeded random crops
 
     def __init__(self, cfg: Any, shuffle_seed: int = 0):
         super().__init__()
@@ -86,8 +98,9 @@ class ZooDataModule(L.LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = None
         if train or world > 1:
-            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=train,
-                                         seed=self.shuffle_seed, drop_last=False)
+            sampler_cls = EpochTaggedSampler if getattr(dataset, "needs_epoch", False) else DistributedSampler
+            sampler = sampler_cls(dataset, num_replicas=world, rank=rank, shuffle=train,
+                                  seed=self.shuffle_seed, drop_last=False)
         batch_size = int(self.cfg.batch_size if train else self.cfg.eval_batch_size)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                           num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn,

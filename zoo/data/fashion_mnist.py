@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from zoo.data.base import TensorDictDataset, ZooDataModule, fingerprint
+from zoo.data.region_crops import CropSpec, RandomCropTrainSet
 from zoo.errors import DataError
 from zoo.registry import DATASETS
 
@@ -80,7 +81,15 @@ class FashionMNISTDataModule(ZooDataModule):
         if cfg.train_subset:
             train_idx = np.sort(np.random.default_rng(int(cfg.split_seed) + 1)
                                 .choice(train_idx, int(cfg.train_subset), replace=False))
-        self.splits = {"train": TensorDictDataset(train_x[train_idx], train_y[train_idx]),
+        augment = cfg.get("augment")
+        if augment is not None and augment.enabled:
+            spec = CropSpec.from_config(augment)
+            train_set = RandomCropTrainSet(train_x[train_idx], train_y[train_idx], spec)
+            self.transform_fingerprint = None  # inputs change every epoch: no teacher-output cache
+            self.crop_spec = spec
+        else:
+            train_set = TensorDictDataset(train_x[train_idx], train_y[train_idx])
+        self.splits = {"train": train_set,
                        "val": TensorDictDataset(train_x[val_idx], train_y[val_idx]),
                        "test": TensorDictDataset(test_x, test_y)}
         self.fingerprint = fingerprint(arrays["train_images"], arrays["train_labels"], arrays["test_images"],

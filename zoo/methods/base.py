@@ -76,7 +76,13 @@ class DistillModule(L.LightningModule):
         return {name: torch.stack(values, dim=1).float() for name, values in outputs.items()}
 
     def teacher_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """[B, K, ...] teacher outputs for a training batch; cached when inputs are deterministic."""
+        """[B, K, ...] teacher outputs for a training batch; cached when inputs are deterministic.
+
+        A batch from a soft-label store (random crops, ``zoo.soft_label_store``) carries the
+        ensemble's probabilities instead; they are served as one teacher's logits log p_T.
+        """
+        if "soft_labels" in batch:
+            return {"logits": batch["soft_labels"].clamp_min(1e-12).log().unsqueeze(1)}
         if self.cache is not None:
             stored = self.cache.lookup(batch["index"])
             if stored is not None:
