@@ -46,5 +46,5 @@ def test_arm_specs_name_method_and_own_overrides():
     assert arm_spec("kd") == ("kd", "kd", [])
     assert arm_spec({"name": "kd1", "method": "kd_t2", "overrides": ["teacher.arch=[convnet.base]"]}) == \
         ("kd1", "kd_t2", ["teacher.arch=[convnet.base]"])
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="not a method name"):
         arm_spec({"method": "kd", "seed": 3})
