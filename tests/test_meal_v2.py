@@ -138,3 +138,46 @@ def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path, zoo_home):
     assert not any("discriminator" in k for k in saved)
     inits = list(zoo_home.glob("student_inits/mlp.wide-*/weights.safetensors"))
     assert len(inits) == 1  # the CE-trained starting point, stored for the other arms and seeds
+
+
+def _photo_folder(root):
+    """A 3-class ImageFolder of real photos (skimage), 4 train and 2 val images per class."""
+    from PIL import Image
+    from skimage import data as photos
+
+    for c, name in enumerate(("astronaut", "coffee", "chelsea")):
+        image = Image.fromarray(getattr(photos, name)())
+        for split, count in (("train", 4), ("val", 2)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):  # different crops of the photo, so the images differ
+                image.crop((i * 7, c * 5, 200 + i * 7, 200 + c * 5)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["online_teachers", "soft_label_store"])
+def test_mealv2_imagenet_recipe_fast_dev_run_with_tiny_stand_ins(runs, tmp_path, store):
+    """The ImageNet task's own recipe and data path, with tiny random resnet18s for the paper's big nets."""
+    from zoo.archs import create
+    from zoo.config import compose
+    from zoo.train import train
+    from zoo.weights import save_weights
+
+    _photo_folder(tmp_path / "imagenet")
+    files = [tmp_path / f"t{i}.safetensors" for i in range(2)]
+    for i, path in enumerate(files):
+        torch.manual_seed(i)
+        save_weights(create("resnet18", 3, (3, 32, 32)), path)
+    cfg = compose("mealv2_imagenet", [
+        "trainer=cpu", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+        f"data.root={tmp_path / 'imagenet'}", "data.image_size=32", "data.batch_size=4", "data.num_workers=0",
+        "student.arch=resnet18", "student.pretrained=false", "teacher.pretrained=false",
+        "teacher.arch=[resnet18,resnet18]", f"teacher.weights=[{files[0]},{files[1]}]",
+        f"soft_labels.enabled={str(store).lower()}", "soft_labels.top_k=2", *runs])
+    assert cfg.optim.lr == 0.01 and cfg.optim.milestones == [100] and cfg.optim.weight_decay == 0.0
+    result = train(cfg, say=lambda *_: None)
+    queries = result.record.teacher_queries
+    assert 0.0 <= result.record.metrics["test/acc"] <= 1.0
+    if store:
+        assert queries["store_labels_served"] > 0 and queries.get("forward_passes", 0) == 0
+    else:
+        assert queries["forward_passes"] > 0

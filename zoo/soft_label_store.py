@@ -198,8 +198,8 @@ def prepare_store(cfg: Any, datamodule, teachers: list[torch.nn.Module], teacher
     train_set = datamodule.splits["train"]
     if datamodule.crop_spec is None or not hasattr(train_set, "crop_batch"):
         raise ConfigError(f"soft_labels.enabled needs seeded random-crop training, which data '{datamodule.name}' "
-                          "is not set up for", "set data.augment.enabled=true (Fashion-MNIST), or soft_labels.enabled"
-                          "=false to run the teachers online")
+                          "is not set up for", "set data.augment.enabled=true (fashion_mnist, imagefolder), or "
+                          "soft_labels.enabled=false to run the teachers online")
     options = cfg.soft_labels
     key = store_key(teacher_fingerprint(teacher_names, teachers), datamodule, int(options.top_k))
     if not 1 <= key["top_k"] <= key["num_classes"]:
