@@ -125,7 +125,7 @@ def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path, zoo_home):
 
     # Untrained teachers from files: training both by the recipe would double this test's time.
     files = []
-    for name in ("convnet.base", "convnet.wide"):
+    for name in ("convnet.base", "convnet.deep"):
         files.append(tmp_path / f"{name}.safetensors")
         save_weights(create(name, 10, (1, 28, 28)), files[-1])
     cfg = compose("mealv2_fashion_mnist", ["trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",

@@ -64,4 +64,4 @@ ARCHS.register("mlp.small")(_builder(MLP, (128,)))
 ARCHS.register("mlp.wide")(_builder(MLP, (512, 512)))
 ARCHS.register("convnet.small")(_builder(ConvNet, (16, 32)))
 ARCHS.register("convnet.base")(_builder(ConvNet, (32, 64, 128)))
-ARCHS.register("convnet.wide")(_builder(ConvNet, (64, 128)))  # fewer, wider blocks: a second, different teacher
+ARCHS.register("convnet.deep")(_builder(ConvNet, (32, 64, 128, 256)))  # a fourth block: a second, different teacher
