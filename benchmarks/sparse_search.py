@@ -3,9 +3,9 @@
     python benchmarks/sparse_search.py                        # 20k synthetic docs, 200 queries, k=1000
     python benchmarks/sparse_search.py --docs 200000 --queries 500 --threads 4 --out bench.json
 
-Synthetic SPLADE-like vectors: |V| = 30522, a Zipf-like term popularity (p(rank r) ∝ 1/(r + 10)), up to 120 terms per
-document and 30 per query, integer weights 1..300 (quant_scale 100 on weights up to 3). Both arms must return the same top-10
-scores for every query (checked); prints queries/s of each and the speed ratio.
+Synthetic SPLADE-like vectors: |V| = 30522, a Zipf-like term popularity (p(rank r) ∝ 1/(r + 10)), up to 120
+terms per document and 30 per query, integer weights 1..300 (quant_scale 100 on weights up to 3). Both arms must
+return the same top-10 scores for every query (checked); prints queries/s of each and the speed ratio.
 """
 
 import argparse
@@ -67,8 +67,8 @@ def main() -> None:
             brute.update(brute_index.search({q: queries[q] for q in qids[i:i + 64]}, args.k))
         brute_seconds = time.perf_counter() - started
     for qid in queries:
-        top = lambda run: sorted(run[qid].values(), reverse=True)[:10]
-        assert top(lucene) == top(brute), f"{qid}: Lucene and brute force disagree"
+        lucene_top, brute_top = (sorted(run[qid].values(), reverse=True)[:10] for run in (lucene, brute))
+        assert lucene_top == brute_top, f"{qid}: Lucene and brute force disagree"
     record = {"docs": args.docs, "queries": args.queries, "k": args.k, "threads": args.threads,
               "index_seconds": round(index_seconds, 2), "lucene_qps": round(args.queries / lucene_seconds, 1),
               "brute_force_qps": round(args.queries / brute_seconds, 1),

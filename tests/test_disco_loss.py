@@ -122,6 +122,8 @@ BATCH = {"conversation": ["what about its queen? [SEP] the king of england", "wh
 def test_module_losses_online_teacher_and_precomputed_scores_agree(tiny_pair):
     student, teacher = tiny_pair
     module = make(student, [teacher])
+    assert module.student.training and not module.doc_encoder.training
+    module.student.eval()  # no dropout: the two calls must see the same student
     rewrites = ["who is the queen of england", "who plays guitar in the band"]
     online = module.losses({**BATCH, "rewrites": rewrites})
     doc_reps = module.encode_docs(BATCH["docs"])
@@ -160,3 +162,23 @@ def test_query_regularisers_are_weighted_with_warmup(tiny_pair):
     assert {"flops_q", "l1_q"} <= set(losses)
     weights = module.loss_weights()  # global_step 0 without a trainer: λ_0 = 0
     assert weights["flops_q"] == 0.0 and weights["kd"] == pytest.approx(0.99) and weights["ce"] == pytest.approx(0.01)
+
+
+def test_lightning_fast_dev_run_trains_the_student_only(tiny_pair, tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    student, teacher = tiny_pair
+    module = make(student, [teacher])
+    module.optim_cfg = OmegaConf.create({"name": "adamw", "lr": 1e-2, "weight_decay": 0.0})
+    before = {k: v.clone() for k, v in module.student.state_dict().items()}
+    doc_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    batches = [{**BATCH, "rewrites": ["the queen of england", "band guitar"]}] * 2
+    loader = DataLoader(batches, batch_size=None, collate_fn=lambda b: b)  # batches are ready-made dicts
+    trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, log_every_n_steps=1)
+    trainer.fit(module, loader, loader)
+    after = module.student.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(doc_before[k], v) for k, v in teacher.state_dict().items())
+    assert "val/candidate_mrr" in trainer.callback_metrics and "val/kd" in trainer.callback_metrics

@@ -114,7 +114,7 @@ def inbatch_contrastive(query_reps: torch.Tensor, doc_reps: torch.Tensor) -> tor
 
 def anti_zero(reps: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
     """The code's 1/(Σ W)^2 term, with Σ W clamped at ``floor`` so that an all-zero batch cannot explode."""
-    return 1.0 / reps.sum().clamp(min=floor).pow(2)
+    return 1.0 / reps.float().sum().clamp(min=floor).pow(2)
 
 
 def reg_factor(step: int, warmup_steps: int) -> float:
@@ -199,7 +199,11 @@ class DiSCo(DistillModule):
             doc_encoder = frozen_copy(student)
         else:
             raise ConfigError(f"unknown doc_encoder '{which}'", "method.doc_encoder is one of teacher, student_copy")
-        self.doc_encoders = [doc_encoder.eval().requires_grad_(False)]  # a list: kept out of state_dict
+        # A list, like the teachers: D stays out of state_dict and out of module.train(), so it keeps eval mode
+        # (no dropout: the index is built in eval mode). The student trains in train mode (dropout on, as the
+        # official HF Trainer); the zoo's builders return encoders in eval mode and Lightning keeps modes as found.
+        self.doc_encoders = [doc_encoder.eval().requires_grad_(False)]
+        student.train()
         for model in [*self.teachers, doc_encoder]:
             if model.vocab_size != student.vocab_size:
                 raise ConfigError(f"DiSCo needs one vocabulary: student has {student.vocab_size} terms, "
@@ -212,12 +216,6 @@ class DiSCo(DistillModule):
     def _move_teachers(self) -> None:
         super()._move_teachers()
         self.doc_encoder.to(self.device).eval()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for encoder in getattr(self, "doc_encoders", []):
-            encoder.eval()  # the frozen D must never switch to train mode (dropout): the index is built in eval
-        return self
 
     def forward(self, conversation: Sequence[str]) -> torch.Tensor:
         return self.student.encode(conversation, self.max_q)
