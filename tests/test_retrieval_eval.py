@@ -46,9 +46,15 @@ def test_dense_minilm_faiss_baseline(tmp_path):
     encoder = create("dense.minilm", 0, (), pretrained=True)
     docs = [("d1", "The Eiffel Tower is in Paris."), ("d2", "Bananas are rich in potassium."),
             ("d3", "The Premier League is the top English football division.")]
+    from zoo.retrieval.index import build_index
+    from zoo.retrieval.search import search
+
     out = build_dense_index(encoder, docs, tmp_path / "dense", batch_size=2, progress=False)
-    run = dense_search(out, encoder, {"q1": "which fruit has a lot of potassium", "q2": "famous landmark in paris"},
-                       k=3)
+    queries = {"q1": "which fruit has a lot of potassium", "q2": "famous landmark in paris"}
+    run = dense_search(out, encoder, queries, k=3)
+    # the generic entry points dispatch on the encoder / the index kind
+    same = build_index(encoder, docs, tmp_path / "same", batch_size=2, progress=False)
+    assert search(same, encoder, queries, k=3) == run
     assert max(run["q1"], key=run["q1"].get) == "d2" and max(run["q2"], key=run["q2"].get) == "d1"
     assert all(-1.0 <= s <= 1.0 + 1e-5 for docs_ in run.values() for s in docs_.values())  # cosine
     assert evaluate(run, {"q1": {"d2": 1}, "q2": {"d1": 1}})["mrr@10"] == 1.0

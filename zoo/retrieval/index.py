@@ -120,8 +120,15 @@ def build_index(encoder, corpus: Iterable[Any], out_dir: str | Path, *, quant_sc
     """Encode ``corpus`` with ``encoder`` (a ``SpladeEncoder``, put in eval mode here) and index it at ``out_dir``.
 
     ``keep_vectors`` keeps the JsonVectorCollection files (the brute-force ``SparseIndex`` reads them; ~2-3x the
-    index size); ``total`` sizes the progress bar. Returns ``out_dir``."""
+    index size); ``total`` sizes the progress bar. Returns ``out_dir``. A dense encoder (``dense.*``: it has
+    ``dim`` and no vocabulary) goes to ``zoo.retrieval.dense.build_dense_index`` instead."""
     from zoo.retrieval.lucene import jclass
+
+    if hasattr(encoder, "dim") and not hasattr(encoder, "vocab_size"):
+        from zoo.retrieval.dense import build_dense_index
+
+        return build_dense_index(encoder, corpus, out_dir, batch_size=batch_size, max_length=max_length,
+                                 progress=progress, total=total, overwrite=overwrite)
 
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not (overwrite and (out / META).is_file()):

@@ -99,7 +99,13 @@ class ImpactSearcher:
 
 def search(index_dir: str | Path, encoder, queries: Mapping[str, str] | Sequence[str], k: int = 1000,
            threads: int = 1, batch_size: int = 32, max_length: int | None = None, dequantise: bool = True) -> Run:
-    """Encode ``queries`` with the SPLADE query ``encoder`` and search the index at ``index_dir``: a TREC run dict."""
+    """Encode ``queries`` with the query ``encoder`` and search the index at ``index_dir``: a TREC run dict.
+
+    A dense index (``build_index`` with a dense encoder) is searched by ``zoo.retrieval.dense.dense_search``."""
+    if read_meta(index_dir).get("kind") == "dense-flat-ip":
+        from zoo.retrieval.dense import dense_search
+
+        return dense_search(index_dir, encoder, queries, k, batch_size, max_length)
     with ImpactSearcher(index_dir) as searcher:
         weights = encode_queries(encoder, queries, searcher.quant_scale, max_length, batch_size)
         return searcher.search_weights(weights, k, threads, dequantise)
