@@ -76,8 +76,9 @@ def test_schedules():
         lr_lambda(OmegaConf.create({"schedule": "poly"}), 10, 1)
 
 
-@pytest.mark.parametrize("method", METHODS.names())
-def test_every_method_runs_fast_dev_run(method, runs):
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if METHODS.get(m).modality == "image_classification"])
+def test_every_image_classification_method_runs_fast_dev_run(method, runs):
+    """Methods for other modalities (retrieval, detection) have their own task's fast_dev_run tests."""
     from zoo.config import compose
     from zoo.train import train
 

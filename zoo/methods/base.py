@@ -27,6 +27,7 @@ from zoo.teacher_cache import TeacherOutputCache
 
 class DistillModule(L.LightningModule):
     uses_teachers = True  # False for the no-distillation baseline
+    modality = "image_classification"  # what batches it trains on: picks the smoke-test task in tests
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], method_cfg: Any, optim_cfg: Any,
                  num_classes: int, cache: TeacherOutputCache | None = None):

@@ -167,6 +167,8 @@ def sample_candidates(teacher_run: Mapping[str, float], qrels: Mapping[str, int]
 # -- the LightningModule -----------------------------------------------------------------------------------------
 @METHODS.register("disco")
 class DiSCo(DistillModule):
+    modality = "retrieval"
+
     def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
         # num_classes only sizes the base's unused accuracy metric; DiSCo validates on candidate rankings.
         super().__init__(student, teachers, method_cfg, optim_cfg, max(2, int(num_classes or 2)), cache)
