@@ -48,7 +48,7 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         elif pretrained:
             source = f"pretrained:{name}"  # the arch's own published weights (timm: from the HF hub)
         else:
-            source = str(trained_teacher_path(cfg, name, i, datamodule, say))
+            source = str(trained_teacher_path(cfg, name, datamodule, say))
             load_weights(model, Path(source))
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
@@ -58,8 +58,8 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
     return teachers, infos, metrics
 
 
-def trained_teacher_path(cfg: Any, name: str, position: int, datamodule, say=print) -> Path:
-    return trained_once(cfg, name, cfg.teacher.recipe, datamodule, say, role="teacher", position=position)
+def trained_teacher_path(cfg: Any, name: str, datamodule, say=print) -> Path:
+    return trained_once(cfg, name, cfg.teacher.recipe, datamodule, say, role="teacher")
 
 
 def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
@@ -71,8 +71,7 @@ def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
     return trained_once(cfg, cfg.student.arch, cfg.student.init_recipe, datamodule, say, role="student init")
 
 
-def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
-                 position: int = 0) -> Path:
+def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher") -> Path:
     """Weights of ``name`` CE-trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
     from filelock import FileLock
 
@@ -80,7 +79,9 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if not (data_cfg.get("augment") or {}).get("enabled", False):
         data_cfg.pop("augment", None)  # switched-off augmentation is the same data as none: stored weights stay valid
-    key = {"arch": name, "position": position, "recipe": recipe, "data": datamodule.fingerprint,
+    # No ensemble position in the key: training depends on arch, recipe and data only, so a teacher
+    # of an ensemble is the same file as that arch alone (e.g. a single-teacher arm of the same task).
+    key = {"arch": name, "recipe": recipe, "data": datamodule.fingerprint,
            "data_cfg": data_cfg}
     if role != "teacher":  # teachers' keys predate roles: leave them as they are so stored teachers stay valid
         key["role"] = role
