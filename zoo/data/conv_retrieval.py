@@ -23,6 +23,9 @@ epoch yet are the same after a resume, in any worker, on any rank. Validation an
 examples are sampled with epoch 0 (fixed). Teacher runs are used for the train split
 only; their query ids must be the train split's (for TopiOCQA: row numbers).
 
+Registered as ``conv_retrieval`` (paths from the config) and ``disco_mini`` (the
+generated set of zoo/data/conv_mini.py, written in the same real formats).
+
 ``ZooDataModule`` is reused for split bookkeeping and loaders; ``num_classes`` and
 ``input_shape`` are meaningless here (0 and ()), and ``transform_fingerprint`` is None
 because the negatives are random per epoch, which turns the teacher-output cache off.
@@ -38,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from zoo.data import conv_mini
 from zoo.data.base import ZooDataModule
 from zoo.data.conversations import ConversationSet, Turn, conversation_text, read_conversations, with_rewrites
 from zoo.data.trec import Doc, Qrels, Run, fuse_runs, iter_corpus, passage_text, ranked, read_queries, read_run
@@ -287,3 +291,25 @@ class ConvRetrievalDataModule(ZooDataModule):
 @DATASETS.register("conv_retrieval")
 def build(cfg: Any, shuffle_seed: int = 0) -> ConvRetrievalDataModule:
     return ConvRetrievalDataModule(cfg, shuffle_seed)
+
+
+class DiscoMiniDataModule(ConvRetrievalDataModule):
+    """conv_mini (built on first use) through the same readers and sampler as the real sets.
+
+    It is written as QReCC-layout topics, TREC qrels and a JSONL corpus, so only ``locate`` differs.
+    """
+
+    name = "disco_mini"
+
+    def locate(self, cfg: Any) -> Sources:
+        folder = conv_mini.ensure(conv_mini.params_from(cfg), cfg.root)
+        self.manifest = conv_mini.verify(folder)
+        splits = {split: SplitSource(folder / f"{name}.json", folder / f"qrels_{name}.txt")
+                  for split, name in conv_mini.SPLIT_FILES.items()}
+        return Sources("qrecc", folder / "corpus.jsonl", splits, {"qid_scheme": "conv_turn"},
+                       self.manifest["fingerprint"][:16])
+
+
+@DATASETS.register("disco_mini")
+def build_mini(cfg: Any, shuffle_seed: int = 0) -> DiscoMiniDataModule:
+    return DiscoMiniDataModule(cfg, shuffle_seed)
