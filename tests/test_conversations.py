@@ -210,3 +210,19 @@ def test_run_keyed_by_other_ids_and_missing_paths_are_errors(topiocqa_files):
     with pytest.raises(DataError, match="data.corpus is not set") as err:
         topiocqa_module(topiocqa_files, corpus=None)
     assert "data.corpus=<path>" in err.value.hint
+
+
+def test_random_negative_pool_is_a_uniform_seeded_reservoir(tmp_path):
+    from zoo.data.conv_retrieval import ConvRetrievalDataModule
+
+    write_corpus_tsv([Doc(str(i), f"text {i}") for i in range(100)], tmp_path / "c.tsv")
+    kept = [0] * 100
+    for seed in range(200):
+        docs, pool = ConvRetrievalDataModule._read_corpus(tmp_path / "c.tsv", {"5"}, 10, seed)
+        assert len(set(pool)) == 10 and "5" in docs and set(pool) <= set(docs)
+        for doc in pool:
+            kept[int(doc)] += 1
+    assert ConvRetrievalDataModule._read_corpus(tmp_path / "c.tsv", set(), 10, 3)[1] == (
+        ConvRetrievalDataModule._read_corpus(tmp_path / "c.tsv", set(), 10, 3)[1])
+    for quarter in range(4):  # each document is kept with probability 10/100
+        assert 0.07 < sum(kept[25 * quarter: 25 * quarter + 25]) / (25 * 200) < 0.13

@@ -235,17 +235,25 @@ class ConvRetrievalDataModule(ZooDataModule):
         rng = np.random.default_rng([seed, 7])
         docs: dict[str, Doc] = {}
         pool: list[Doc] = []
+        # reservoir sampling, Li's "Algorithm L": random draws only at the lines that enter the pool
+        weight, next_entry = 1.0, pool_size - 1
+
+        def draw() -> float:
+            return 1.0 - float(rng.random())  # in (0, 1]
+
         for n, doc in enumerate(iter_corpus(path)):
             if doc.id in wanted:
                 if doc.id in docs:
                     raise DataError(f"{path}: document id {doc.id!r} appears twice")
                 docs[doc.id] = doc
-            if len(pool) < pool_size:
+            if n < pool_size:
                 pool.append(doc)
-            else:
-                j = int(rng.integers(n + 1))
-                if j < pool_size:
-                    pool[j] = doc
+            elif n == next_entry:
+                pool[int(rng.integers(pool_size))] = doc
+            if n == next_entry and pool_size > 0:
+                weight *= np.exp(np.log(draw()) / pool_size)
+                gap = np.log(draw()) / np.log1p(-weight) if weight < 1.0 else 0.0
+                next_entry = n + 1 + int(np.floor(gap))
         missing = wanted - set(docs)
         if missing and len(missing) == len(wanted):
             raise DataError(f"{path}: none of the {len(wanted)} judged or teacher-ranked documents is in the corpus",
