@@ -17,22 +17,31 @@ json, pickle, marshal, plistlib; ``compress`` in gzip, bz2, lzma, zlib; 20 names
 in math and cmath, ...), so "what does its open function do?" cannot be answered
 without the earlier turn that named the module.
 
-Conversations (seeded by ``build_seed``). Turn 1 introduces a module (explicit).
-Each later turn is one of (weights in ``TURN_WEIGHTS``):
+Conversations (seeded by ``build_seed``). Turn 1 introduces a module (explicit),
+drawn with weight 1 + the number of its functions whose name another module shares.
+Each later turn is one of (weights in ``TURN_WEIGHTS``; a kind that does not apply
+at that point becomes ``pronoun``):
 
-- ``pronoun``: "what does its {name} function do?" about a function of the current
-  module, names shared with other modules preferred (p=0.7);
+- ``pronoun``: "what does its {name} function do?" about an unused function of the
+  current module; names the previous topic also has are preferred (p=0.7), then
+  names any other module has (p=0.8);
 - ``ellipsis``: "and {name}?" right after another function turn;
 - ``description``: "which of its functions can I use to {desc}?" where ``desc`` is the
   function's first docstring sentence (imperative verb first, module name removed,
   first word lower-cased, final period dropped);
-- ``switch``: "now tell me about the {module} module" (explicit; moves the topic);
+- ``switch``: "now tell me about the {module} module" (explicit; moves the topic,
+  preferably (p=0.8) to a module sharing a function name with the current one);
 - ``backref``: "and {name} in the previous module?" about the name just discussed,
   in the module before the last switch (needs two levels of context);
 - ``explicit``: "what does {module}.{name} do?" (self-contained, so that "always
   use the first turn" is not a winning pattern).
 
-Every turn has a rewrite that names the module (the teacher's input). Relevance:
+Every turn has a rewrite that names the module (the teacher's input). The manifest's
+``stats`` measure, on the written files, how many later turns need their context: the
+share of context-dependent kinds, of turns naming neither the module nor a function
+name unique to it (``later_name_ambiguous``), and of turns whose utterance alone does
+not put the relevant document strictly first under BM25 (``later_ambiguous_without_context``),
+with BM25 success@1 and MRR@10 for utterance, rewrite and whole conversation. Relevance:
 the document the turn asks about has grade 2; any other document whose text is
 byte-identical to it (e.g. ``random.choice`` and ``secrets.choice``) grade 1. The
 answer recorded for a turn (and shown in later history) is the first sentence of
@@ -46,7 +55,8 @@ file, ambiguity statistics). Conversations are split into train/dev/test by a se
 permutation of conversation numbers, so no conversation is in two splits.
 
 Built on first use under ``<zoo_home>/data/conv_mini/<key>`` (the key names the
-format version, the Python minor version and a hash of the parameters) in a temp
+format version, the Python version (docstrings change between releases) and a hash of
+the parameters) in a temp
 folder renamed into place; a folder whose manifest is missing or whose files do not
 match it is reported as partial or corrupt. The ``disco_mini`` data module
 (zoo/data/conv_retrieval.py) reads it; this file needs neither torch nor Lightning.
@@ -128,7 +138,7 @@ class MiniParams:
 
     def key(self) -> str:
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
-        return f"v{VERSION}-py{sys.version_info.major}.{sys.version_info.minor}-{digest}"
+        return f"v{VERSION}-py{platform.python_version()}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -285,8 +295,7 @@ def generate(entries: list[Entry], params: MiniParams) -> list[list[Spec]]:
                 spec = target and Spec(kind, *_fill(rng.choice(DESCRIPTION), target, desc=description(target)),
                                        target)
             elif kind == "switch":
-                sharing = [m for m in topics if m != current and any(e.name in homes and current in homes[e.name]
-                                                                     for e in functions[m])]
+                sharing = [m for m in topics if m != current and any(current in homes[e.name] for e in functions[m])]
                 new = rng.choice(sharing if sharing and rng.random() < 0.8 else [m for m in topics if m != current])
                 if intro[new].id not in used:
                     spec = Spec(kind, *_fill(rng.choice(SWITCH), intro[new]), intro[new])
