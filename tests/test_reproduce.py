@@ -39,6 +39,20 @@ def test_kd_beats_ce_on_fashion_mnist_by_more_than_the_spread(runs, tmp_path):
     assert kd["mean"] - ce["mean"] > max(kd["std"], ce["std"])
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not has_fashion_mnist(), reason="needs apt-get install dataset-fashion-mnist")
+def test_meal_v2_beats_ce_and_single_teacher_kd_on_fashion_mnist(runs, tmp_path):
+    """Issue 4's acceptance: the ensemble student beats both baselines on mean test accuracy over 3 seeds."""
+    assert main(["reproduce", "task=mealv2_fashion_mnist", "seeds=3", "trainer.enable_progress_bar=false",
+                 *runs]) == 0
+    summary = json.loads(next((tmp_path / "runs" / "mealv2_fashion_mnist").glob("reproduce-*.json")).read_text())
+    arms = summary["arms"]
+    assert arms["meal_v2"]["mean"] > arms["ce"]["mean"] and arms["meal_v2"]["mean"] > arms["kd"]["mean"]
+    records = [json.loads(open(path).read()) for path in summary["records"]]
+    kd_teachers = {tuple(t["name"] for t in r["teachers"]) for r in records if r["config"]["method"]["name"] == "kd"}
+    assert kd_teachers == {("convnet.deep",)}  # the kd arm distils from one teacher of the ensemble
+
+
 def test_arm_specs_name_method_and_own_overrides():
     from zoo.errors import ConfigError
     from zoo.reproduce import arm_spec
