@@ -36,7 +36,9 @@ Choices of ours where the spec is silent:
   (the spec's setting: d = 256 for both), so both see identical queries. It learns only through the
   student's losses (the teacher runs without grad). The teacher never saw such queries in its own
   training; what it answers on them is its decoder's reading of the features at the GT location.
-  With different widths the teacher gets its own embedder, frozen at its random initialisation.
+  With different widths (the mini task's d 128 teacher, d 64 student) the teacher gets its own
+  parameter-free queries: zero content (DAB-DETR's own content init; a label embedding it never
+  learned would only be noise to it) and the sine embedding of the same GT box at its width.
 - The Hungarian-matched KD arm is ``detr_logit_kd``; the student's own loss is HF's (``detr_alone``).
 """
 
@@ -76,7 +78,8 @@ class ClockDistill(DetrModule):
         self.gt_embedder = GTQueryEmbedder(num_classes, s_dim, learnable=bool(cfg.gt_learnable), **embedder)
         self.teacher_gt_embedder = None  # a plain attribute, not a submodule: frozen, never saved
         if t_dim != s_dim:
-            self.teacher_gt_embedder = [GTQueryEmbedder(num_classes, t_dim, learnable=False, **embedder)]
+            self.teacher_gt_embedder = [GTQueryEmbedder(num_classes, t_dim, content="zeros", position="sine",
+                                                        learnable=False)]
         self.location = OmegaConf.to_container(cfg.location, resolve=True)
         self.num_classes = num_classes
         self.temperature, self.kind, self.layers = float(cfg.temperature), str(cfg.kd_kind), str(cfg.layers)
