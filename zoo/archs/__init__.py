@@ -37,15 +37,21 @@ def count_flops(model, input_shape: tuple[int, ...]) -> int | None:
 
     was_training = model.training
     model.eval()
-    counter = FlopCounterMode(display=False)
+    inputs = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
     try:
-        with torch.no_grad(), counter:
-            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    except Exception as err:  # noqa: BLE001 - any failure of the counter means "not counted", never a crash
-        import logging
-
-        logging.getLogger(__name__).warning("FLOPs of %s not counted: %s", type(model).__name__, err)
-        return None
+        # The counter's module tracker fails under no_grad on some models (HF's DETRs: "Expected gradient
+        # function to be set"); the same forward with autograd on counts the same operations.
+        for grad in (False, True):
+            counter = FlopCounterMode(display=False)
+            try:
+                with torch.set_grad_enabled(grad), counter:
+                    model(inputs)
+                return int(counter.get_total_flops())
+            except Exception as err:  # noqa: BLE001 - any failure of the counter means "not counted"
+                failure = err
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
+    import logging
+
+    logging.getLogger(__name__).warning("FLOPs of %s not counted: %s", type(model).__name__, failure)
+    return None
