@@ -65,3 +65,16 @@ def test_reproduce_reports_gain_over_the_student_alone(runs, capsys, tmp_path):
     summary = json.loads(next((tmp_path / "runs" / "detr_kitti").glob("reproduce-*.json")).read_text())
     assert set(summary["arms"]) == {"alone", "logit_kd", "clockdistill"} and summary["baseline"] == "alone"
     assert OmegaConf.create(summary).teacher  # the teacher's test/map is reported once
+
+
+def test_student_detector_exports_to_onnx_with_parity(runs):
+    pytest.importorskip("onnxruntime")
+    result = train(compose("detr_kitti", TINY + runs + ["method=detr_alone"]), say=quiet)
+    assert main(["export", f"run={result.run_dir}"]) == 0
+    folder = result.run_dir / "export" / "detector"
+    report = json.loads((folder / "export.json").read_text())
+    assert {"model.onnx", "student.safetensors", "export.json"} <= {p.name for p in folder.iterdir()}
+    parity = report["parity"]
+    assert parity["passed"] and parity["samples"] == 4 and parity["max_abs_diff"] <= 1e-4
+    assert parity["metric_onnx"] == parity["metric_torch"]
+    assert report["io"]["inputs"]["inputs"] == [None, 3, 48, 144]

@@ -25,17 +25,17 @@ def evaluate_classifier(models: list[nn.Module], loader: DataLoader, device: tor
     return {f"{prefix}/acc": correct / count, f"{prefix}/loss": loss_sum / count}
 
 
-def detections(logits: torch.Tensor, boxes: torch.Tensor, sizes: torch.Tensor, top_k: int = 100):
+def detections(probs: torch.Tensor, boxes: torch.Tensor, sizes: torch.Tensor, top_k: int = 100):
     """Sigmoid-focal DETR outputs -> per image {boxes (x1, y1, x2, y2 px), scores, labels}.
 
     As Deformable DETR's post-processing: the ``top_k`` highest (query, class) sigmoid scores of each
-    image, so one query may give several classes. logits [B, Q, C], boxes [B, Q, 4] normalised cxcywh
-    of the unpadded image, sizes [B, 2] (h, w) the pixels to scale them to.
+    image, so one query may give several classes. probs [B, Q, C] = sigmoid(logits), boxes [B, Q, 4]
+    normalised cxcywh of the unpadded image, sizes [B, 2] (h, w) the pixels to scale them to.
     """
     from zoo.data.detection import cxcywh_to_xyxy
 
-    batch, queries, classes = logits.shape
-    scores, flat = logits.sigmoid().reshape(batch, -1).topk(min(top_k, queries * classes), dim=1)
+    batch, queries, classes = probs.shape
+    scores, flat = probs.reshape(batch, -1).topk(min(top_k, queries * classes), dim=1)
     picked = boxes.gather(1, (flat // classes)[..., None].expand(-1, -1, 4))
     return [{"boxes": cxcywh_to_xyxy(picked[b].float(), sizes[b]), "scores": scores[b].float(),
              "labels": flat[b] % classes} for b in range(batch)]
@@ -63,7 +63,7 @@ def evaluate_detector(models: list[nn.Module], loader: DataLoader, classes: list
     for batch in loader:
         out = model(batch["inputs"].to(device), batch["pixel_mask"].to(device))
         sizes = torch.stack([t["orig_size"] for t in batch["targets"]])
-        preds = detections(out.logits.cpu(), out.pred_boxes.cpu(), sizes)
+        preds = detections(out.logits.sigmoid().cpu(), out.pred_boxes.cpu(), sizes)
         metric.update(preds, metric_targets(batch["targets"], len(classes)))
     result = metric.compute()
     metrics = {f"{prefix}/map": float(result["map"]), f"{prefix}/map_50": float(result["map_50"])}
