@@ -4,6 +4,7 @@ fast_dev_run of every reproduce arm on a tiny kitti_mini with tiny random DETRs.
 import json
 
 import pytest
+from conftest import DETR_TINY
 from omegaconf import OmegaConf
 
 pytest.importorskip("transformers")
@@ -12,10 +13,7 @@ from zoo.cli import main  # noqa: E402
 from zoo.config import compose  # noqa: E402
 from zoo.train import train  # noqa: E402
 
-# A kitti_mini of 8 + 4 frames of sklearn digits at 48x144 and 1-epoch teachers: seconds per run.
-TINY = ["data=kitti_mini", "data.num_train=8", "data.num_val=4", "data.objects=digits", "data.canvas=[48,144]",
-        "data.image_size=[48,144]", "data.batch_size=4", "teacher.recipe.epochs=1", "trainer.fast_dev_run=true",
-        "trainer.enable_progress_bar=false"]
+TINY = DETR_TINY
 
 
 def quiet(*_):
