@@ -8,6 +8,11 @@ import pytest
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Small, fast settings for the embedded sets: no progress bars, few epochs.
 QUICK = ["trainer.enable_progress_bar=false", "trainer.max_epochs=3", "teacher.recipe.epochs=3"]
+# task=detr_kitti on a kitti_mini of 8 + 4 frames of sklearn digits at 48x144, tiny random DETRs, 1-epoch
+# teacher: seconds per run.
+DETR_TINY = ["data=kitti_mini", "data.num_train=8", "data.num_val=4", "data.objects=digits", "data.canvas=[48,144]",
+             "data.image_size=[48,144]", "data.batch_size=4", "teacher.recipe.epochs=1", "trainer.fast_dev_run=true",
+             "trainer.enable_progress_bar=false"]
 
 
 @pytest.fixture(autouse=True)

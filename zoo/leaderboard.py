@@ -7,6 +7,8 @@ mean ± sample std over their seeds. A run benched with ``zoo bench run=...`` be
 it was added brings its bench record along (<task>__<run-id>.bench.json), which
 fills the ONNX latency column. Paper rows come from the ``paper:`` block of
 the task's YAML and say so. Output is deterministic: same records, same bytes.
+The gain column compares with the task's baseline (``reproduce.baseline``, ``ce``
+unless the task names another arm) on its ``reproduce.metric`` (``test/acc``).
 
 A paper row in a task YAML looks like:
 
@@ -87,7 +89,22 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def teacher_rows(records: list[Record]) -> list[dict[str, str]]:
+def baseline_of(task: str) -> tuple[str, str]:
+    """(baseline method, metric) of a task's gain column: its reproduce.baseline arm's method and reproduce.metric."""
+    path = data_dir("tasks") / f"{task}.yaml"
+    reproduce = (OmegaConf.to_container(OmegaConf.load(path)).get("reproduce") or {}) if path.is_file() else {}
+    baseline = str(reproduce.get("baseline", "ce"))
+    for arm in reproduce.get("arms") or []:
+        if isinstance(arm, dict) and arm.get("name", arm.get("method")) == baseline:
+            baseline = str(arm["method"])
+    return baseline, str(reproduce.get("metric", "test/acc"))
+
+
+def gain_column(task: str) -> str:
+    return f"gain over {baseline_of(task)[0]}"
+
+
+def teacher_rows(records: list[Record], gain: str = "gain over ce") -> list[dict[str, str]]:
     """The teachers themselves, as evaluated on the same test split inside the students' runs."""
     seen: dict[str, Record] = {}
     for record in records:
@@ -98,37 +115,38 @@ def teacher_rows(records: list[Record]) -> list[dict[str, str]]:
              "student MFLOPs": _mflops(sum(t.flops or 0 for t in record.teachers)), "seeds": "1",
              "metrics": "; ".join(f"{k} {v:.4f}" for k, v in sorted(record.teacher_metrics.items())
                                   if k.startswith("test/")),
-             "gain over ce": "", "onnx latency ms": "", "teacher forward passes": "",
+             gain: "", "onnx latency ms": "", "teacher forward passes": "",
              "from": f"record:{record.run_id}"} for name, record in sorted(seen.items())]
 
 
-def measured_rows(records: list[Record]) -> list[dict[str, str]]:
+def measured_rows(records: list[Record], baseline: str = "ce", metric: str = "test/acc",
+                  gain_key: str = "gain over ce") -> list[dict[str, str]]:
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
         teacher = " + ".join(t.name for t in record.teachers) or "—"
         groups[(method_label(record), teacher, record.student.name)].append(record)
-    ce_acc = {student: statistics.fmean(r.metrics["test/acc"] for r in group)
-              for (label, _, student), group in groups.items() if label == "ce"}
+    ce_acc = {student: statistics.fmean(r.metrics[metric] for r in group)
+              for (label, _, student), group in groups.items() if label == baseline}
     rows = []
     for (label, teacher, student), group in sorted(groups.items()):
         names = sorted({k for r in group for k in r.metrics if k.startswith("test/")})
         metrics = "; ".join(f"{k} {_fmt([r.metrics[k] for r in group if k in r.metrics])}" for k in names)
-        accs = [r.metrics["test/acc"] for r in group if "test/acc" in r.metrics]
+        accs = [r.metrics[metric] for r in group if metric in r.metrics]
         acc = statistics.fmean(accs) if len(accs) == len(group) else None
-        gain = "" if label == "ce" or acc is None or student not in ce_acc else f"{acc - ce_acc[student]:+.4f}"
+        gain = "" if label == baseline or acc is None or student not in ce_acc else f"{acc - ce_acc[student]:+.4f}"
         passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
         latency = [ms for r in group if (ms := onnx_latency_ms(r.task, r.run_id)) is not None]
         rows.append({"source": "measured", "method": label, "teacher": teacher, "student": student,
                      "student params": f"{group[0].student.params:,}",
                      "student MFLOPs": _mflops(group[0].student.flops), "seeds": str(len(group)),
-                     "metrics": metrics, "gain over ce": gain,
+                     "metrics": metrics, gain_key: gain,
                      "onnx latency ms": f"{statistics.fmean(latency):.3f}" if latency else "",
                      "teacher forward passes": f"{passes:.0f}" if teacher != "—" else "",
                      "from": " ".join(sorted(f"record:{r.run_id}" for r in group))})
     return rows
 
 
-def paper_rows(task: str) -> list[dict[str, str]]:
+def paper_rows(task: str, gain: str = "gain over ce") -> list[dict[str, str]]:
     path = data_dir("tasks") / f"{task}.yaml"
     if not path.is_file():
         return []
@@ -139,24 +157,26 @@ def paper_rows(task: str) -> list[dict[str, str]]:
         rows.append({"source": "paper", "method": str(entry["method"]), "teacher": str(entry.get("teacher", "")),
                      "student": str(entry["student"]), "student params": f"{params:,}" if params else "",
                      "student MFLOPs": str(entry.get("mflops", "")),
-                     "seeds": "", "metrics": metrics, "gain over ce": "", "onnx latency ms": "",
+                     "seeds": "", "metrics": metrics, gain: "", "onnx latency ms": "",
                      "teacher forward passes": "", "from": f"paper:{entry['source']}"})
     return rows
 
 
 def render(task: str, rows: list[dict[str, str]]) -> tuple[str, str]:
+    baseline, metric = baseline_of(task)
+    columns = tuple(gain_column(task) if c == "gain over ce" else c for c in COLUMNS)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     lines = [f"# {task}", "",
              "Generated by `zoo leaderboard` from leaderboards/records/ and the task's `paper:` block; "
-             "do not edit. Metrics: mean ± sample std over seeds (measured rows); gain over ce: "
-             "difference in mean test/acc from the `ce` student of the same arch; MFLOPs: forward "
+             f"do not edit. Metrics: mean ± sample std over seeds (measured rows); gain over {baseline}: "
+             f"difference in mean {metric} from the `{baseline}` student of the same arch; MFLOPs: forward "
              "FLOPs per sample (torch FlopCounterMode); the teacher row gives the teacher's own size; "
              "onnx latency: onnxruntime p50 at batch 1 from `zoo bench` (CPU, see the run's bench record).", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n", out.getvalue()
 
 
@@ -181,7 +201,10 @@ def regenerate(out_dir: Path | None = None) -> list[Path]:
     written = []
     for task in sorted(set(by_task) | {t for t in task_names() if paper_rows(t)}):
         records = by_task.get(task, [])
-        markdown, table = render(task, teacher_rows(records) + measured_rows(records) + paper_rows(task))
+        gain = gain_column(task)
+        baseline, metric = baseline_of(task)
+        rows = teacher_rows(records, gain) + measured_rows(records, baseline, metric, gain) + paper_rows(task, gain)
+        markdown, table = render(task, rows)
         for suffix, text in ((".md", markdown), (".csv", table)):
             atomic_write_text(out_dir / f"{task}{suffix}", text)
             written.append(out_dir / f"{task}{suffix}")

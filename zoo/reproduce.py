@@ -1,10 +1,11 @@
 """``zoo reproduce``: every arm of a task over N seeds, same data and budget, one record per run.
 
-The arms (``reproduce.arms``, at least ``ce`` and the task's method) share the
+The arms (``reproduce.arms``, at least the baseline and the task's method) share the
 teacher, which is trained once. An arm is a method option (``kd``) or a mapping
 ``{name: kd_single, method: kd, overrides: ["teacher.arch=[convnet.base]"]}``
 for an arm that differs in more than its method (e.g. one teacher of an ensemble).
-The table gives mean ± sample std per arm and the gain over ``ce``;
+The table gives mean ± sample std per arm and the gain over the baseline arm
+(``reproduce.baseline``: ``ce`` unless the task names another, e.g. a detector trained alone);
 ``reproduce.expected`` ranges turn it into OK / FAIL.
 """
 
@@ -68,6 +69,7 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
         raise ConfigError(f"reproduce arms repeat a name: {labels}", "give each mapping arm its own 'name'")
     seeds = int(seeds or base.reproduce.seeds)
     metric = base.reproduce.metric
+    baseline_arm = str(base.reproduce.get("baseline", "ce"))
     scores: dict[str, list[float]] = {label: [] for label in labels}
     teacher_scores: dict[str, float] = {}  # per teacher set: an arm may use one teacher of the ensemble
     records: list[str] = []
@@ -84,25 +86,26 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
 
     expected = OmegaConf.to_container(base.reproduce.expected, resolve=True) or {}
     table = Table(title=f"{task}: {metric} over {seeds} seed(s)")
-    for column in ("arm", "runs", f"{metric} mean ± std", "gain over ce", "expected", "verdict"):
+    for column in ("arm", "runs", f"{metric} mean ± std", f"gain over {baseline_arm}", "expected", "verdict"):
         table.add_column(column)
     for teachers, score in teacher_scores.items():
         table.add_row(f"teacher {teachers}", "1", f"{score:.4f}", "", "", "")
     all_ok = True
-    baseline = mean_std(scores["ce"])[0] if "ce" in scores else None
+    baseline = mean_std(scores[baseline_arm])[0] if baseline_arm in scores else None
     summary = {}
     for arm in labels:
         mean, std = mean_std(scores[arm])
         low_high = expected.get(arm)
         ok = low_high is None or (low_high[0] <= mean <= low_high[1])
         all_ok &= ok
-        gain = "" if baseline is None or arm == "ce" else f"{mean - baseline:+.4f}"
+        gain = "" if baseline is None or arm == baseline_arm else f"{mean - baseline:+.4f}"
         table.add_row(arm, str(len(scores[arm])), f"{mean:.4f} ± {std:.4f}", gain,
                       f"[{low_high[0]}, {low_high[1]}]" if low_high else "", "OK" if ok else "FAIL")
         summary[arm] = {"mean": mean, "std": std, "values": scores[arm], "ok": ok}
     console.print(table)
     out = Path(base.run.root) / task / f"reproduce-{now_iso().replace(':', '')}.json"
-    atomic_write_text(out, json.dumps({"task": task, "metric": metric, "seeds": seeds, "arms": summary,
+    atomic_write_text(out, json.dumps({"task": task, "metric": metric, "seeds": seeds, "baseline": baseline_arm,
+                                       "arms": summary,
                                        "teacher": teacher_scores, "records": records}, indent=2))
     console.print(f"summary: {out}")
     return all_ok

@@ -1,9 +1,10 @@
 """Teachers: loaded from weight files, or trained once by their own recipe and reused.
 
-A teacher without weights is trained with plain cross-entropy by the
-``teacher.recipe`` block and stored under ZOO_HOME/teachers/<arch>-<hash>/,
-keyed by a hash of arch, recipe and dataset fingerprint: later runs, other
-arms and other seeds of the same task reuse it. A stored teacher whose file no
+A teacher without weights is trained by the ``teacher.recipe`` block with the
+supervised method it names (``recipe.method``: ``ce`` by default, ``detr_alone``
+for detectors, which learn from their own set loss) and stored under
+ZOO_HOME/teachers/<arch>-<hash>/, keyed by a hash of arch, arch kwargs, recipe and
+dataset fingerprint: later runs, other arms and other seeds of the same task reuse it. A stored teacher whose file no
 longer matches its recorded sha256 is retrained, never used.
 """
 
@@ -18,8 +19,8 @@ import lightning as L
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.archs import count_flops, count_params, create
-from zoo.evaluate import evaluate_classifier
+from zoo.archs import arch_kwargs, count_flops, count_params, create
+from zoo.evaluate import eval_device
 from zoo.paths import student_inits_dir, teacher_weights_dir
 from zoo.records import ModelInfo, atomic_write_text
 from zoo.weights import load_weights, save_weights, sha256_file
@@ -40,8 +41,10 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         raise ValueError(f"teacher.weights lists {len(weights)} file(s) for {len(names)} teacher arch(s)")
     teachers, infos = [], []
     pretrained = bool(cfg.teacher.get("pretrained", False))
+    kwargs = arch_kwargs(cfg.teacher)
     for i, name in enumerate(names):
-        model = create(name, datamodule.num_classes, datamodule.input_shape, pretrained=pretrained and not weights)
+        model = create(name, datamodule.num_classes, datamodule.input_shape, pretrained=pretrained and not weights,
+                       **kwargs)
         if weights:
             source = str(Path(weights[i]).expanduser())
             load_weights(model, Path(source))
@@ -53,13 +56,17 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
                                flops=count_flops(model, datamodule.input_shape)))
-    metrics = evaluate_classifier(teachers, datamodule.eval_loader("test"))
-    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: test acc {metrics['test/acc']:.4f}")
+    metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg))
+    for teacher in teachers:
+        teacher.cpu()  # the method module moves them where training runs
+    headline = f"test/{datamodule.headline_metric}"
+    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline} {metrics[headline]:.4f}")
     return teachers, infos, metrics
 
 
 def trained_teacher_path(cfg: Any, name: str, datamodule, say=print) -> Path:
-    return trained_once(cfg, name, cfg.teacher.recipe, datamodule, say, role="teacher")
+    return trained_once(cfg, name, cfg.teacher.recipe, datamodule, say, role="teacher",
+                        kwargs=arch_kwargs(cfg.teacher))
 
 
 def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
@@ -68,11 +75,13 @@ def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
     MEAL V2's finding is that soft labels need a good initialisation; every arm of a
     reproduce starts from the same file, so the comparison is of what comes after it.
     """
-    return trained_once(cfg, cfg.student.arch, cfg.student.init_recipe, datamodule, say, role="student init")
+    return trained_once(cfg, cfg.student.arch, cfg.student.init_recipe, datamodule, say, role="student init",
+                        kwargs=arch_kwargs(cfg.student))
 
 
-def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher") -> Path:
-    """Weights of ``name`` CE-trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
+def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
+                 kwargs: dict | None = None) -> Path:
+    """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
     from filelock import FileLock
 
     recipe = OmegaConf.to_container(recipe_cfg, resolve=True)
@@ -85,6 +94,8 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
            "data_cfg": data_cfg}
     if role != "teacher":  # teachers' keys predate roles: leave them as they are so stored teachers stay valid
         key["role"] = role
+    if kwargs:  # likewise only where there are any, so stored weights of archs without kwargs stay valid
+        key["kwargs"] = kwargs
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
     weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
@@ -98,24 +109,33 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
             log.warning("stored %s %s does not match its checksum: retraining it", role, weights)
         say(f"training {role} {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
         started = time.perf_counter()
-        model = _train_with_ce(cfg, name, recipe, datamodule)
+        model = _train_by_recipe(cfg, name, recipe, datamodule, kwargs or {})
         save_weights(model, weights)
-        metrics = evaluate_classifier([model], datamodule.eval_loader("test"))
+        metrics = datamodule.evaluate([model], "test", device=eval_device(cfg))
         meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
                 "train_seconds": round(time.perf_counter() - started, 2)}
         atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
-        say(f"{role} {name}: test acc {metrics['test/acc']:.4f}")
+        headline = f"test/{datamodule.headline_metric}"
+        say(f"{role} {name}: {headline} {metrics[headline]:.4f}")
     return weights
 
 
-def _train_with_ce(cfg: Any, name: str, recipe: dict, datamodule) -> nn.Module:
-    from zoo.methods.ce import CrossEntropy
+def _train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict) -> nn.Module:
+    """``name`` trained alone by the recipe's supervised method (no teacher), optionally with gradient clipping."""
+    from zoo.registry import METHODS
 
+    method = recipe.get("method", "ce")
+    method_cls = METHODS.get(method)
+    if method_cls.uses_teachers:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"recipe method '{method}' needs a teacher", "a recipe trains alone: ce or detr_alone")
     L.seed_everything(int(recipe["seed"]), verbose=False)
-    model = create(name, datamodule.num_classes, datamodule.input_shape)
-    module = CrossEntropy(model, [], OmegaConf.create({"name": "ce"}), OmegaConf.create(recipe["optim"]),
-                          datamodule.num_classes)
+    model = create(name, datamodule.num_classes, datamodule.input_shape, **kwargs)
+    module = method_cls(model, [], OmegaConf.create({"name": method}), OmegaConf.create(recipe["optim"]),
+                        datamodule.num_classes)
     trainer = L.Trainer(max_epochs=int(recipe["epochs"]), accelerator=cfg.trainer.accelerator, devices=1,
+                        gradient_clip_val=recipe.get("gradient_clip_val"),
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
                         use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0)

@@ -53,8 +53,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import count_flops, count_params, create
-    from zoo.evaluate import evaluate_classifier
+    from zoo.archs import arch_kwargs, count_flops, count_params, create
+    from zoo.evaluate import eval_device
     from zoo.registry import DATASETS, METHODS
     from zoo.teachers import prepare_teachers, trained_student_init
     from zoo.weights import load_weights, save_weights
@@ -79,7 +79,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     L.seed_everything(int(cfg.seed), verbose=False)
     student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
-                     pretrained=bool(cfg.student.pretrained))
+                     pretrained=bool(cfg.student.pretrained), **arch_kwargs(cfg.student))
     if student_init:
         load_weights(student, Path(student_init))
     cache = make_teacher_cache(cfg, datamodule, teachers, teacher_infos)
@@ -101,8 +101,9 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     save_weights(student, run_dir / "student.safetensors")
     eval_started = time.perf_counter()
-    metrics = {**evaluate_classifier([student], datamodule.eval_loader("val"), prefix="val"),
-               **evaluate_classifier([student], datamodule.eval_loader("test"))}
+    device = eval_device(cfg)
+    metrics = {**datamodule.evaluate([student], "val", device=device),
+               **datamodule.evaluate([student], "test", device=device)}
     eval_seconds = time.perf_counter() - eval_started
     queries = dict(module.total_teacher_calls)
     if cache is not None:
@@ -122,7 +123,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         hardware={**hardware(), "world_size": trainer.world_size}, created=now_iso(),
     )
     write_record(record, run_dir / "record.json")
-    say(f"{cfg.method.name} student {cfg.student.arch}: test acc {metrics['test/acc']:.4f}  ->  {run_dir}")
+    headline = f"test/{datamodule.headline_metric}"
+    say(f"{cfg.method.name} student {cfg.student.arch}: {headline} {metrics[headline]:.4f}  ->  {run_dir}")
     return TrainResult(run_dir, record)
 
 

@@ -1,30 +1,57 @@
 """Teacher and student builders, registered in ARCHS.
 
-Every builder has the signature ``build(num_classes, input_shape, pretrained=False)``
-and returns an ``nn.Module`` mapping a batch of inputs to logits. Use
+Every builder has the signature ``build(num_classes, input_shape, pretrained=False, **kwargs)``
+and returns an ``nn.Module``: a classifier maps a batch of inputs to logits, a detector
+(``zoo.archs.detr``) returns a ``DetrOutput``. ``kwargs`` are the arch's own settings from
+``student.kwargs`` / ``teacher.kwargs`` in YAML (classifier builders take none). Use
 ``zoo.archs.create`` rather than calling builders directly.
 """
 
 from zoo.registry import ARCHS
 
 
-def create(name: str, num_classes: int, input_shape: tuple[int, ...], pretrained: bool = False):
-    return ARCHS.get(name)(num_classes=num_classes, input_shape=tuple(input_shape), pretrained=pretrained)
+def create(name: str, num_classes: int, input_shape: tuple[int, ...], pretrained: bool = False, **kwargs):
+    return ARCHS.get(name)(num_classes=num_classes, input_shape=tuple(input_shape), pretrained=pretrained, **kwargs)
+
+
+def arch_kwargs(role_cfg) -> dict:
+    """``student.kwargs`` / ``teacher.kwargs`` as plain Python (empty when the config has none)."""
+    from omegaconf import OmegaConf
+
+    kwargs = role_cfg.get("kwargs") if role_cfg is not None else None
+    return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
 
 
 def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model, input_shape: tuple[int, ...]) -> int:
-    """Forward FLOPs for one sample (2 per multiply-add), by torch's own FlopCounterMode."""
+def count_flops(model, input_shape: tuple[int, ...]) -> int | None:
+    """Forward FLOPs for one sample (2 per multiply-add), by torch's own FlopCounterMode.
+
+    None where the counter cannot follow the model (an op it cannot trace): a record then
+    says "not counted" rather than a wrong number.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    model.train(was_training)
-    return int(counter.get_total_flops())
+    inputs = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    try:
+        # The counter's module tracker fails under no_grad on some models (HF's DETRs: "Expected gradient
+        # function to be set"); the same forward with autograd on counts the same operations.
+        for grad in (False, True):
+            counter = FlopCounterMode(display=False)
+            try:
+                with torch.set_grad_enabled(grad), counter:
+                    model(inputs)
+                return int(counter.get_total_flops())
+            except Exception as err:  # noqa: BLE001 - any failure of the counter means "not counted"
+                failure = err
+    finally:
+        model.train(was_training)
+    import logging
+
+    logging.getLogger(__name__).warning("FLOPs of %s not counted: %s", type(model).__name__, failure)
+    return None

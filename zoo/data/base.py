@@ -71,6 +71,9 @@ class ZooDataModule(L.LightningDataModule):
     Subclasses set ``self.splits`` (name -> Dataset), ``num_classes``,
     ``input_shape`` and ``fingerprint``; ``transform_fingerprint`` is None when
     training inputs are random (augmentation), which switches the teacher cache off.
+    The data module owns evaluation (``evaluate``): what a split's metrics are depends
+    on the kind of data (accuracy for classes, mAP for boxes), not on the method;
+    ``headline_metric`` is the one printed after a run (``<split>/<headline_metric>``).
     """
 
     name = "base"
@@ -79,6 +82,7 @@ class ZooDataModule(L.LightningDataModule):
     fingerprint: str
     transform_fingerprint: str | None = "identity"
     crop_spec = None  # a region_crops.CropSpec when the training split is served as seeded random crops
+    headline_metric = "acc"
 
     def __init__(self, cfg: Any, shuffle_seed: int = 0):
         super().__init__()
@@ -120,3 +124,10 @@ class ZooDataModule(L.LightningDataModule):
         dataset = self.splits[split]
         return DataLoader(dataset, batch_size=int(self.cfg.eval_batch_size), shuffle=False,
                           num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn)
+
+    def evaluate(self, models: list, split: str = "test", prefix: str | None = None,
+                 device: str = "cpu") -> dict[str, float]:
+        """Exact metrics of one model or an ensemble over a whole split: top-1 accuracy and cross-entropy."""
+        from zoo.evaluate import evaluate_classifier
+
+        return evaluate_classifier(models, self.eval_loader(split), device=device, prefix=prefix or split)

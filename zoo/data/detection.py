@@ -225,6 +225,15 @@ class DetectionDataModule(ZooDataModule):
     """
 
     classes: list[str]
+    headline_metric = "map"
+
+    def evaluate(self, models: list, split: str = "test", prefix: str | None = None,
+                 device: str = "cpu") -> dict[str, float]:
+        """COCO-style mAP, mAP@0.5 and per-class AP (``zoo.evaluate.evaluate_detector``); one model only."""
+        from zoo.evaluate import evaluate_detector
+
+        return evaluate_detector(models, self.eval_loader(split), self.classes, device=device,
+                                 prefix=prefix or split)
 
     def setup_records(self, classes: list[str], records: dict[str, list[DetectionRecord]],
                       split_source: str) -> None:

@@ -196,8 +196,13 @@ def export_run(run: str | Path, out: str | Path | None = None, profile: str = "d
     from zoo.export.sources import held_out_batches, load_run
 
     run_dir = Path(run)
-    profile_ = load_profile(profile)
     loaded = load_run(run_dir)
+    if getattr(loaded.datamodule, "headline_metric", "acc") == "map":  # a detector: boxes and scores out
+        from zoo.export.detector import export_detector_run
+
+        profile = "detector" if profile == "default" else profile
+        return export_detector_run(loaded, Path(out) if out else run_dir / "export" / profile, profile, say=say)
+    profile_ = load_profile(profile)
     record, cfg, datamodule = loaded.record, loaded.cfg, loaded.datamodule
     card, spec = run_card(loaded)
     source = {"kind": "run", "run_dir": str(run_dir.resolve()), "run_id": record.run_id, "task": record.task,
