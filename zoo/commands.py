@@ -46,13 +46,17 @@ def train(task: str, overrides: list[str]) -> int:
 
 
 def evaluate_run(run: str, split: str) -> int:
-    from zoo.evaluate import evaluate_classifier
     from zoo.export.sources import load_run
 
     loaded = load_run(Path(run))
     if split not in loaded.datamodule.splits:
         raise ConfigError(f"unknown split '{split}'", f"valid splits: {', '.join(loaded.datamodule.splits)}")
-    metrics = evaluate_classifier([loaded.student], loaded.datamodule.eval_loader(split), prefix=split)
+    doc_encoder = None
+    if hasattr(loaded.datamodule, "sources"):  # a retrieval run: its index is built with the frozen doc encoder
+        from zoo.retrieval.commands import document_encoder
+
+        doc_encoder = document_encoder(loaded)
+    metrics = loaded.datamodule.evaluate([loaded.student], split, split, doc_encoder=doc_encoder)
     for name, value in metrics.items():
         say(f"{name}: {value:.4f}")
     return 0

@@ -18,8 +18,7 @@ import lightning as L
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.archs import count_flops, count_params, create
-from zoo.evaluate import evaluate_classifier
+from zoo.archs import count_params, create
 from zoo.paths import student_inits_dir, teacher_weights_dir
 from zoo.records import ModelInfo, atomic_write_text
 from zoo.weights import load_weights, save_weights, sha256_file
@@ -52,9 +51,9 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
             load_weights(model, Path(source))
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
-                               flops=count_flops(model, datamodule.input_shape)))
-    metrics = evaluate_classifier(teachers, datamodule.eval_loader("test"))
-    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: test acc {metrics['test/acc']:.4f}")
+                               flops=model_flops(model, datamodule.input_shape)))
+    metrics = datamodule.evaluate(teachers, "test", "test", role="teacher")
+    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline(metrics)}")
     return teachers, infos, metrics
 
 
@@ -100,28 +99,45 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
         started = time.perf_counter()
         model = _train_with_ce(cfg, name, recipe, datamodule)
         save_weights(model, weights)
-        metrics = evaluate_classifier([model], datamodule.eval_loader("test"))
+        metrics = datamodule.evaluate([model], "test", "test", role=role)
         meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
                 "train_seconds": round(time.perf_counter() - started, 2)}
         atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
-        say(f"{role} {name}: test acc {metrics['test/acc']:.4f}")
+        say(f"{role} {name}: {headline(metrics)}")
     return weights
 
 
 def _train_with_ce(cfg: Any, name: str, recipe: dict, datamodule) -> nn.Module:
-    from zoo.methods.ce import CrossEntropy
+    """Train ``name`` alone by ``recipe``: cross-entropy (``ce``) unless the recipe names a teacher-free method
+    (``method: {name: splade_bi, ...}``, e.g. a SPLADE bi-encoder on rewrites for a retrieval teacher)."""
+    from zoo.registry import METHODS
 
     L.seed_everything(int(recipe["seed"]), verbose=False)
-    model = create(name, datamodule.num_classes, datamodule.input_shape)
-    module = CrossEntropy(model, [], OmegaConf.create({"name": "ce"}), OmegaConf.create(recipe["optim"]),
-                          datamodule.num_classes)
+    model = create(name, datamodule.num_classes, datamodule.input_shape,
+                   pretrained=bool(recipe.get("pretrained", False)))
+    method_cfg = OmegaConf.create(recipe.get("method") or {"name": "ce"})
+    module = METHODS.get(method_cfg.name)(model, [], method_cfg, OmegaConf.create(recipe["optim"]),
+                                          datamodule.num_classes)
     trainer = L.Trainer(max_epochs=int(recipe["epochs"]), accelerator=cfg.trainer.accelerator, devices=1,
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
-                        use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0)
+                        use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0,
+                        limit_train_batches=recipe.get("limit_train_batches"))  # None = all (smoke tests cap it)
     run_shuffle_seed, datamodule.shuffle_seed = datamodule.shuffle_seed, int(recipe["seed"])
     try:  # the teacher's data order follows its recipe's seed, not the run's
         trainer.fit(module, datamodule=datamodule)
     finally:
         datamodule.shuffle_seed = run_shuffle_seed
     return model.cpu()
+
+
+def headline(metrics: dict[str, float]) -> str:
+    from zoo.train import headline as train_headline
+
+    return train_headline(metrics)
+
+
+def model_flops(model, input_shape) -> int | None:
+    from zoo.train import model_flops as flops
+
+    return flops(model, input_shape)

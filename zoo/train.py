@@ -53,8 +53,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import count_flops, count_params, create
-    from zoo.evaluate import evaluate_classifier
+    from zoo.archs import count_params, create
     from zoo.registry import DATASETS, METHODS
     from zoo.teachers import prepare_teachers, trained_student_init
     from zoo.weights import load_weights, save_weights
@@ -101,8 +100,11 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     save_weights(student, run_dir / "student.safetensors")
     eval_started = time.perf_counter()
-    metrics = {**evaluate_classifier([student], datamodule.eval_loader("val"), prefix="val"),
-               **evaluate_classifier([student], datamodule.eval_loader("test"))}
+    # The data set owns its metrics (accuracy; full-corpus retrieval for conversational sets, whose index is
+    # built with the method's frozen document encoder when it has one).
+    doc_encoder = getattr(module, "doc_encoder", None)
+    metrics = {**datamodule.evaluate([student], "val", "val", doc_encoder=doc_encoder),
+               **datamodule.evaluate([student], "test", "test", doc_encoder=doc_encoder)}
     eval_seconds = time.perf_counter() - eval_started
     queries = dict(module.total_teacher_calls)
     if cache is not None:
@@ -113,7 +115,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),
                           weights=str(run_dir / "student.safetensors"),
-                          flops=count_flops(student, datamodule.input_shape)),
+                          flops=model_flops(student, datamodule.input_shape)),
         teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries,
         wall_time_s={"teachers": round(teacher_seconds, 3), "fit": round(fit_seconds, 3),
@@ -122,8 +124,22 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         hardware={**hardware(), "world_size": trainer.world_size}, created=now_iso(),
     )
     write_record(record, run_dir / "record.json")
-    say(f"{cfg.method.name} student {cfg.student.arch}: test acc {metrics['test/acc']:.4f}  ->  {run_dir}")
+    say(f"{cfg.method.name} student {cfg.student.arch}: {headline(metrics)}  ->  {run_dir}")
     return TrainResult(run_dir, record)
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """'test acc 0.9123' for classifiers, the test metrics for other data sets."""
+    if "test/acc" in metrics:
+        return f"test acc {metrics['test/acc']:.4f}"
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+
+
+def model_flops(model, input_shape: tuple[int, ...]) -> int | None:
+    """FLOPs per sample, or None for text models (no fixed input shape: ``input_shape`` is ())."""
+    from zoo.archs import count_flops
+
+    return count_flops(model, input_shape) if input_shape else None
 
 
 def make_teacher_cache(cfg: DictConfig, datamodule, teachers: list, infos: list[ModelInfo]):

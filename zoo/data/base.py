@@ -115,6 +115,14 @@ class ZooDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
+    def evaluate(self, models: list, split: str, prefix: str = "test", doc_encoder=None,
+                 role: str = "student") -> dict[str, float]:
+        """The data set's own metrics for ``models`` on ``split`` (``<prefix>/<metric>``): top-1 accuracy here;
+        retrieval sets override it (``doc_encoder`` and ``role`` mean something only there)."""
+        from zoo.evaluate import evaluate_classifier
+
+        return evaluate_classifier(models, self.eval_loader(split), prefix=prefix)
+
     def eval_loader(self, split: str) -> DataLoader:
         """A single-process loader over the whole split, for evaluation outside Lightning."""
         dataset = self.splits[split]
