@@ -33,7 +33,7 @@ def train(args: list[str]) -> Path:
     return max(root.glob("*/*/record.json")).parent  # the newest run (ids sort by time)
 
 TINY = ["student.arch=splade.tiny", "teacher.arch=splade.tiny", "teacher.recipe.epochs=1",
-        "+teacher.recipe.limit_train_batches=2", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+        "teacher.recipe.limit_train_batches=2", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
         "method.max_length_query=32", "method.max_length_doc=32", "data.negatives.count=3"]
 METRICS = {"mrr@10", "ndcg@3", "recall@10", "recall@100"}
 
