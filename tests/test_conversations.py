@@ -184,7 +184,8 @@ def test_sampling_is_seeded_by_epoch_and_index(topiocqa_files):
     loader.sampler.set_epoch(1)
     batch = next(iter(loader))
     assert set(batch) == {"index", "qid", "conversation", "utterance", "rewrite", "positive", "positive_id",
-                          "negatives", "negative_ids", "teacher_scores"}
+                          "negatives", "negative_ids", "teacher_scores", "docs", "rewrites"}
+    assert batch["docs"][0] == [batch["positive"][0], *batch["negatives"][0]]  # the method's view: positive first
     assert batch["teacher_scores"].shape == (2, 4) and batch["index"].dtype == torch.long
     i = int(batch["index"][0])
     assert batch["negative_ids"][0] == a.splits["train"][(1, i)]["negative_ids"]

@@ -11,6 +11,8 @@
     zoo publish run=RUN_DIR to=DIR             weights + card (sha256, size) + record, as a download mirror
     zoo download NAME                          fetch and verify a model card's weights, print their path
     zoo leaderboard [add=RUN_DIR|RECORD|REPRODUCE_SUMMARY ...]   regenerate leaderboards/ from records
+    zoo index run=RUN_DIR [out=DIR] [quant_scale=100]   Lucene impact index of a retrieval run's corpus
+    zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec]   search it with the run's student
 
 Heavy imports (torch, Lightning) happen inside the commands that need them, so
 ``zoo --help`` and ``zoo list`` answer at once. Errors print one line (and a
@@ -23,7 +25,8 @@ import sys
 from zoo.errors import ConfigError, ZooError
 
 COMMANDS = ("train", "eval", "list", "show", "reproduce", "leaderboard", "download", "export", "infer", "bench",
-            "publish")
+            "publish", "index", "search")
+RETRIEVAL_KEYS = {"index": ("run", "out", "quant_scale"), "search": ("index", "run", "queries", "k", "out")}
 SHIPPING_KEYS = ("run", "model", "profile", "out", "inputs", "batches", "warmup", "iters", "threads", "to")
 LISTABLE = ("methods", "archs", "datasets", "tasks", "models")
 
@@ -45,7 +48,11 @@ def parser() -> argparse.ArgumentParser:
                                  "model=DIR inputs=FILE.npy"),
                        ("bench", "eager vs onnxruntime speed: run=RUN_DIR | model=EXPORT_DIR [batches=1,8,32] "
                                  "[warmup=10] [iters=100] [threads=N]"),
-                       ("publish", "publish a run for `zoo download`: run=RUN_DIR to=DIR [base_url=URL]")):
+                       ("publish", "publish a run for `zoo download`: run=RUN_DIR to=DIR [base_url=URL]"),
+                       ("index", "Lucene impact index of a retrieval run's corpus with its frozen document encoder: "
+                                 "run=RUN_DIR [out=DIR] [quant_scale=100]"),
+                       ("search", "search an index with a retrieval run's query encoder: index=DIR run=RUN_DIR "
+                                  "queries=FILE.tsv [k=100] [out=run.trec]")):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("args", nargs="*", metavar="key=value")
     fetch = sub.add_parser("download", help="fetch and verify a model card's weights, print their path",
@@ -126,9 +133,30 @@ def run_shipping_command(options: argparse.Namespace) -> int:
                          threads=integer(values, "threads", None), profile=values["profile"] or "default")
 
 
+def run_retrieval_command(options: argparse.Namespace) -> int:
+    """index / search: key=value arguments only."""
+    from zoo.retrieval import commands as retrieval
+
+    values, rest = {}, list(options.args)
+    for key in RETRIEVAL_KEYS[options.command]:
+        values[key], rest = take(rest, key, required=False)
+    if rest:
+        raise ConfigError(f"zoo {options.command} got unexpected arguments: {' '.join(rest)}",
+                          f"see zoo {options.command} --help")
+    take(options.args, "run")
+    if options.command == "index":
+        scale = values["quant_scale"]
+        return retrieval.index_command(values["run"], values["out"], float(scale) if scale else 100.0)
+    take(options.args, "index"), take(options.args, "queries")
+    return retrieval.search_command(values["index"], values["run"], values["queries"],
+                                    integer(values, "k", 100), values["out"])
+
+
 def run_command(options: argparse.Namespace) -> int:
     if options.command in ("export", "infer", "bench", "publish"):
         return run_shipping_command(options)
+    if options.command in ("index", "search"):
+        return run_retrieval_command(options)
     from zoo import commands
 
     if options.command == "list":

@@ -51,7 +51,12 @@ def evaluate_run(run: str, split: str) -> int:
     loaded = load_run(Path(run))
     if split not in loaded.datamodule.splits:
         raise ConfigError(f"unknown split '{split}'", f"valid splits: {', '.join(loaded.datamodule.splits)}")
-    metrics = loaded.datamodule.evaluate([loaded.student], split)
+    doc_encoder = None
+    if hasattr(loaded.datamodule, "sources"):  # a retrieval run: its index is built with the frozen doc encoder
+        from zoo.retrieval.commands import document_encoder
+
+        doc_encoder = document_encoder(loaded)
+    metrics = loaded.datamodule.evaluate([loaded.student], split, doc_encoder=doc_encoder)
     for name, value in metrics.items():
         say(f"{name}: {value:.4f}")
     return 0

@@ -79,3 +79,18 @@ def eval_device(cfg) -> str:
     if str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def headline(datamodule, metrics: dict[str, float]) -> str:
+    """The line printed after a run: the data set's headline test metric, else every test metric."""
+    key = f"test/{datamodule.headline_metric}"
+    if key in metrics:
+        return f"{key} {metrics[key]:.4f}"
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+
+
+def model_flops(model, input_shape: tuple[int, ...]) -> int | None:
+    """FLOPs per sample, or None for text models (no fixed input shape: ``input_shape`` is ())."""
+    from zoo.archs import count_flops
+
+    return count_flops(model, input_shape) if input_shape else None

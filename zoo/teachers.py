@@ -19,8 +19,8 @@ import lightning as L
 from omegaconf import OmegaConf
 from torch import nn
 
-from zoo.archs import arch_kwargs, count_flops, count_params, create
-from zoo.evaluate import eval_device
+from zoo.archs import arch_kwargs, count_params, create
+from zoo.evaluate import eval_device, headline, model_flops
 from zoo.paths import student_inits_dir, teacher_weights_dir
 from zoo.records import ModelInfo, atomic_write_text
 from zoo.weights import load_weights, save_weights, sha256_file
@@ -55,12 +55,11 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
             load_weights(model, Path(source))
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
-                               flops=count_flops(model, datamodule.input_shape)))
-    metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg))
+                               flops=model_flops(model, datamodule.input_shape)))
+    metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg), role="teacher")
     for teacher in teachers:
         teacher.cpu()  # the method module moves them where training runs
-    headline = f"test/{datamodule.headline_metric}"
-    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline} {metrics[headline]:.4f}")
+    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline(datamodule, metrics)}")
     return teachers, infos, metrics
 
 
@@ -111,37 +110,41 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
         started = time.perf_counter()
         model = _train_by_recipe(cfg, name, recipe, datamodule, kwargs or {})
         save_weights(model, weights)
-        metrics = datamodule.evaluate([model], "test", device=eval_device(cfg))
+        metrics = datamodule.evaluate([model], "test", device=eval_device(cfg), role=role)
         meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
                 "train_seconds": round(time.perf_counter() - started, 2)}
         atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
-        headline = f"test/{datamodule.headline_metric}"
-        say(f"{role} {name}: {headline} {metrics[headline]:.4f}")
+        say(f"{role} {name}: {headline(datamodule, metrics)}")
     return weights
 
 
 def _train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict) -> nn.Module:
-    """``name`` trained alone by the recipe's supervised method (no teacher), optionally with gradient clipping."""
+    """``name`` trained alone by the recipe's teacher-free method (``method``: a name such as ``ce`` or
+    ``detr_alone``, or a mapping ``{name: splade_bi, ...}`` with its settings), optionally with gradient clipping."""
     from zoo.registry import METHODS
 
-    method = recipe.get("method", "ce")
-    method_cls = METHODS.get(method)
+    method = recipe.get("method") or "ce"
+    method_cfg = OmegaConf.create({"name": method} if isinstance(method, str) else method)
+    method_cls = METHODS.get(method_cfg.name)
     if method_cls.uses_teachers:
         from zoo.errors import ConfigError
 
-        raise ConfigError(f"recipe method '{method}' needs a teacher", "a recipe trains alone: ce or detr_alone")
+        raise ConfigError(f"recipe method '{method_cfg.name}' needs a teacher",
+                          "a recipe trains alone: ce, detr_alone or splade_bi")
     L.seed_everything(int(recipe["seed"]), verbose=False)
-    model = create(name, datamodule.num_classes, datamodule.input_shape, **kwargs)
-    module = method_cls(model, [], OmegaConf.create({"name": method}), OmegaConf.create(recipe["optim"]),
-                        datamodule.num_classes)
+    model = create(name, datamodule.num_classes, datamodule.input_shape,
+                   pretrained=bool(recipe.get("pretrained", False)), **kwargs)
+    module = method_cls(model, [], method_cfg, OmegaConf.create(recipe["optim"]), datamodule.num_classes)
     trainer = L.Trainer(max_epochs=int(recipe["epochs"]), accelerator=cfg.trainer.accelerator, devices=1,
                         gradient_clip_val=recipe.get("gradient_clip_val"),
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         enable_progress_bar=bool(cfg.trainer.enable_progress_bar),
-                        use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0)
+                        use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0,
+                        limit_train_batches=recipe.get("limit_train_batches"))  # None = all (smoke tests cap it)
     run_shuffle_seed, datamodule.shuffle_seed = datamodule.shuffle_seed, int(recipe["seed"])
     try:  # the teacher's data order follows its recipe's seed, not the run's
         trainer.fit(module, datamodule=datamodule)
     finally:
         datamodule.shuffle_seed = run_shuffle_seed
     return model.cpu()
+

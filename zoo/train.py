@@ -53,8 +53,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import arch_kwargs, count_flops, count_params, create
-    from zoo.evaluate import eval_device
+    from zoo.archs import arch_kwargs, count_params, create
+    from zoo.evaluate import eval_device, headline, model_flops
     from zoo.registry import DATASETS, METHODS
     from zoo.teachers import prepare_teachers, trained_student_init
     from zoo.weights import load_weights, save_weights
@@ -101,9 +101,11 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     save_weights(student, run_dir / "student.safetensors")
     eval_started = time.perf_counter()
-    device = eval_device(cfg)
-    metrics = {**datamodule.evaluate([student], "val", device=device),
-               **datamodule.evaluate([student], "test", device=device)}
+    # The data set owns its metrics (accuracy; mAP for detection; full-corpus retrieval for conversational
+    # sets, whose index is built with the method's frozen document encoder when it has one).
+    device, doc_encoder = eval_device(cfg), getattr(module, "doc_encoder", None)
+    metrics = {**datamodule.evaluate([student], "val", device=device, doc_encoder=doc_encoder),
+               **datamodule.evaluate([student], "test", device=device, doc_encoder=doc_encoder)}
     eval_seconds = time.perf_counter() - eval_started
     queries = dict(module.total_teacher_calls)
     if cache is not None:
@@ -114,7 +116,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),
                           weights=str(run_dir / "student.safetensors"),
-                          flops=count_flops(student, datamodule.input_shape)),
+                          flops=model_flops(student, datamodule.input_shape)),
         teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries,
         wall_time_s={"teachers": round(teacher_seconds, 3), "fit": round(fit_seconds, 3),
@@ -123,8 +125,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         hardware={**hardware(), "world_size": trainer.world_size}, created=now_iso(),
     )
     write_record(record, run_dir / "record.json")
-    headline = f"test/{datamodule.headline_metric}"
-    say(f"{cfg.method.name} student {cfg.student.arch}: {headline} {metrics[headline]:.4f}  ->  {run_dir}")
+    say(f"{cfg.method.name} student {cfg.student.arch}: {headline(datamodule, metrics)}  ->  {run_dir}")
     return TrainResult(run_dir, record)
 
 

@@ -125,9 +125,11 @@ class ZooDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=int(self.cfg.eval_batch_size), shuffle=False,
                           num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn)
 
-    def evaluate(self, models: list, split: str = "test", prefix: str | None = None,
-                 device: str = "cpu") -> dict[str, float]:
-        """Exact metrics of one model or an ensemble over a whole split: top-1 accuracy and cross-entropy."""
+    def evaluate(self, models: list, split: str = "test", prefix: str | None = None, device: str = "cpu",
+                 **context) -> dict[str, float]:
+        """The data set's own metrics of one model or an ensemble over a whole split (``<prefix>/<metric>``):
+        top-1 accuracy and cross-entropy here. Detection and retrieval sets override it; ``context``
+        (``doc_encoder``, ``role``) means something only to retrieval sets."""
         from zoo.evaluate import evaluate_classifier
 
         return evaluate_classifier(models, self.eval_loader(split), device=device, prefix=prefix or split)

@@ -156,6 +156,10 @@ def files_fingerprint(paths: list[Path], extra: list[Any]) -> str:
 def collate_examples(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Dict batch: lists of strings (lists of lists for negatives), ``index`` and ``teacher_scores`` tensors."""
     batch: dict[str, Any] = {key: [item[key] for item in items] for key in TEXT_KEYS}
+    # The method's keys (zoo.methods.disco): candidates positive first, and the teacher's text as ``rewrites``.
+    # Made here, the one place where examples become batches; turns without a rewrite fall back to the utterance.
+    batch["docs"] = [[item["positive"], *item["negatives"]] for item in items]
+    batch["rewrites"] = [item["rewrite"] if item["rewrite"] is not None else item["utterance"] for item in items]
     batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
     scores = [item["teacher_scores"] for item in items]
     batch["teacher_scores"] = None if any(s is None for s in scores) else torch.tensor(scores, dtype=torch.float32)
@@ -277,6 +281,15 @@ class ConvRetrievalDataModule(ZooDataModule):
 
     def qrels(self, split: str) -> Qrels:
         return self.sets[split].qrels
+
+    def evaluate(self, models: list, split: str = "test", prefix: str | None = None, device: str = "cpu",
+                 doc_encoder=None, role: str = "student") -> dict[str, float]:
+        """Index the corpus with ``doc_encoder`` (default: the first model) in a Lucene impact index, search the
+        split's queries (conversations; rewrites for ``role="teacher"``) with ``models[0]``, score with qrels."""
+        from zoo.data.retrieval_eval import evaluate_retrieval
+
+        return evaluate_retrieval(self, models[0], split, prefix or split, doc_encoder or models[0],
+                                  "rewrite" if role == "teacher" else "conversation")
 
     def split_info(self) -> dict[str, Any]:
         info = super().split_info()

@@ -228,7 +228,7 @@ class DetectionDataModule(ZooDataModule):
     headline_metric = "map"
 
     def evaluate(self, models: list, split: str = "test", prefix: str | None = None,
-                 device: str = "cpu") -> dict[str, float]:
+                 device: str = "cpu", **context) -> dict[str, float]:
         """COCO-style mAP, mAP@0.5 and per-class AP (``zoo.evaluate.evaluate_detector``); one model only."""
         from zoo.evaluate import evaluate_detector
 

@@ -164,11 +164,12 @@ class DistillModule(L.LightningModule):
 
 
 def lr_lambda(cfg: Any, total_steps: int, steps_per_epoch: int):
-    """Per-step multiplier: linear warm-up, then cosine to 0, step decay at epoch milestones, or constant."""
+    """Per-step multiplier: linear warm-up, then cosine or linear decay to 0, step decay at epoch milestones,
+    or constant."""
     warmup = int(cfg.get("warmup_epochs", 0) * steps_per_epoch)
     kind = cfg.get("schedule", "none")
-    if kind not in ("none", "cosine", "step"):
-        raise ConfigError(f"unknown schedule '{kind}'", "optim.schedule is one of none, cosine, step")
+    if kind not in ("none", "cosine", "linear", "step"):
+        raise ConfigError(f"unknown schedule '{kind}'", "optim.schedule is one of none, cosine, linear, step")
     milestones = [int(m) * steps_per_epoch for m in cfg.get("milestones", []) or []]
     gamma = float(cfg.get("gamma", 0.1))
 
@@ -178,6 +179,8 @@ def lr_lambda(cfg: Any, total_steps: int, steps_per_epoch: int):
         if kind == "cosine":
             progress = (step - warmup) / max(1, total_steps - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if kind == "linear":  # the Hugging Face Trainer's default (DiSCo's recipe)
+            return max(0.0, 1.0 - (step - warmup) / max(1, total_steps - warmup))
         if kind == "step":
             return gamma ** sum(step >= m for m in milestones)
         return 1.0

@@ -39,6 +39,11 @@ Switches (config ``method.*``; defaults = the released config):
 - ``flops_q``, ``l1_q`` (0, 0: the released config has no sparsity regulariser; the paper's sweep values are
   unconfirmed), ``reg_warmup_steps`` T (0), ``anti_zero`` (true, as the code; 1/(ΣQ)^2 with ΣQ clamped at 1e-2).
 - ``max_length_query``, ``max_length_doc`` (256, 256), ``doc_batch`` (32): docs per frozen forward pass.
+- ``init_from_teacher`` (false): start the student from the first teacher's weights, as the paper starts the student
+  from SPLADE++ (the teacher's encoder). On the mini set the teacher is a bi-encoder trained on rewrites.
+- ``doc_cache`` (0): keep up to this many frozen document representations in memory, keyed by text (dense on the
+  CPU: |V| floats each, so only for small corpora such as the mini set); 0 = encode every candidate every step.
+- ``query`` conversation | rewrite (conversation): which text the student reads.
 """
 
 import math
@@ -206,6 +211,11 @@ class DiSCo(DistillModule):
         # official HF Trainer); the zoo's builders return encoders in eval mode and Lightning keeps modes as found.
         self.doc_encoders = [doc_encoder.eval().requires_grad_(False)]
         student.train()
+        if bool(cfg.get("init_from_teacher", False)):
+            student.load_state_dict(self.teachers[0].state_dict())
+        self.doc_cache_size = int(cfg.get("doc_cache", 0))
+        self._doc_cache: dict[str, torch.Tensor] = {}
+        self.query_key = {"conversation": "conversation", "rewrite": "rewrites"}[str(cfg.get("query", "conversation"))]
         for model in [*self.teachers, doc_encoder]:
             if model.vocab_size != student.vocab_size:
                 raise ConfigError(f"DiSCo needs one vocabulary: student has {student.vocab_size} terms, "
@@ -233,8 +243,23 @@ class DiSCo(DistillModule):
         if len(sizes) != 1:
             raise DataError(f"every query needs the same number of candidates (positive + negatives), got {sizes}")
         flat = [text for row in docs for text in row]
-        reps = self.doc_encoder.encode(flat, self.max_d, batch_size=self.doc_batch)
+        if self.doc_cache_size > 0:
+            reps = self._cached_docs(flat)
+        else:
+            reps = self.doc_encoder.encode(flat, self.max_d, batch_size=self.doc_batch)
         return reps.reshape(len(docs), sizes.pop(), -1)
+
+    def _cached_docs(self, texts: list[str]) -> torch.Tensor:
+        """The frozen encoder's reps of ``texts`` through a bounded in-memory cache (the encoder never changes)."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._doc_cache))
+        if todo:
+            fresh = self.doc_encoder.encode(todo, self.max_d, batch_size=self.doc_batch)
+            if len(self._doc_cache) + len(todo) <= self.doc_cache_size:
+                self._doc_cache.update(zip(todo, fresh.cpu(), strict=True))
+            else:  # full: serve this batch without storing it
+                local = dict(zip(todo, fresh, strict=True))
+                return torch.stack([local[t] if t in local else self._doc_cache[t].to(fresh.device) for t in texts])
+        return torch.stack([self._doc_cache[t] for t in texts]).to(self.device)
 
     @torch.no_grad()
     def teacher_scores(self, batch: dict[str, Any], doc_reps: torch.Tensor) -> torch.Tensor:
@@ -262,7 +287,7 @@ class DiSCo(DistillModule):
     # -- losses --------------------------------------------------------------------------------------------------
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         doc_reps = self.encode_docs(batch["docs"])
-        query_reps = self.student.encode(batch["conversation"], self.max_q)
+        query_reps = self.student.encode(batch[self.query_key], self.max_q)
         scores = candidate_scores(query_reps, doc_reps)
         losses = {"kd": disco_kl(scores, self.teacher_scores(batch, doc_reps), self.temperature, self.fusion)}
         if self.w_ce > 0:
@@ -287,10 +312,10 @@ class DiSCo(DistillModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """val/kd and val/candidate_mrr: the reciprocal rank of d+ among its own candidates by the student."""
         doc_reps = self.encode_docs(batch["docs"])
-        scores = candidate_scores(self.student.encode(batch["conversation"], self.max_q), doc_reps)
+        scores = candidate_scores(self.student.encode(batch[self.query_key], self.max_q), doc_reps)
         size = self.batch_size(batch)
         rank = 1 + (scores[:, 1:] > scores[:, :1]).sum(dim=1).float()
         self.log("val/candidate_mrr", (1.0 / rank).mean(), on_epoch=True, prog_bar=True, batch_size=size)
-        if batch.get("teacher_scores") is not None or "rewrites" in batch:
+        if self.w_kd > 0 and (batch.get("teacher_scores") is not None or "rewrites" in batch):
             kd = disco_kl(scores, self.teacher_scores(batch, doc_reps), self.temperature, self.fusion)
             self.log("val/kd", kd, on_epoch=True, batch_size=size)

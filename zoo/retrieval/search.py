@@ -51,6 +51,9 @@ class ImpactSearcher:
             raise ConfigError(f"'{index_dir}' is a {self.meta.get('kind')} index, not a SPLADE impact index",
                               "use zoo.retrieval.dense.dense_search for dense indexes")
         self.quant_scale = float(self.meta["quant_scale"])
+        # A SPLADE query without a sparsity regulariser can weight thousands of terms, one Lucene clause each:
+        # lift Lucene's default cap of 1024 clauses (a TooManyClauses error otherwise).
+        jclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(1 << 16)
         self._searcher = jclass("io.anserini.search.SimpleImpactSearcher")(str(self.index_dir / "lucene"))
         self._map, self._int = jclass("java.util.HashMap"), jclass("java.lang.Integer")
         self._list = jclass("java.util.ArrayList")

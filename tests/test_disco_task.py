@@ -1,0 +1,121 @@
+"""DiSCo through the spine: disco_mini and disco_topiocqa end to end (fast_dev_run), zoo index / zoo search.
+
+Each run is a ``zoo`` command in its own process, as users run it: the JVM that pyserini needs starts once per
+process, and inside the pytest process (Lightning training plus a JVM) it crashed with SIGSEGV, which the same
+steps in a plain ``python -m zoo`` process do not (cause not found; see the closing report of issue 5).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo.data.trec import Doc, write_corpus_tsv
+from zoo.records import read_record
+
+pytest.importorskip("pyserini")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def zoo(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600)
+
+
+def train(args: list[str]) -> Path:
+    done = zoo("train", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    root = Path(next(a for a in args if a.startswith("run.root=")).split("=", 1)[1])
+    return max(root.glob("*/*/record.json")).parent  # the newest run (ids sort by time)
+
+TINY = ["student.arch=splade.tiny", "teacher.arch=splade.tiny", "teacher.recipe.epochs=1",
+        "teacher.recipe.limit_train_batches=2", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+        "method.max_length_query=32", "method.max_length_doc=32", "data.negatives.count=3"]
+METRICS = {"mrr@10", "ndcg@3", "recall@10", "recall@100"}
+
+
+@pytest.fixture(scope="module")
+def mini_root(tmp_path_factory) -> Path:
+    """One conv_mini build shared by the tests of this file (it is deterministic)."""
+    return tmp_path_factory.mktemp("conv_mini")
+
+
+@pytest.mark.slow  # about 2.5 min on 2 cores: teacher, student, Lucene index, search, eval
+def test_disco_mini_end_to_end_then_index_and_search(runs, mini_root, tmp_path):
+    run_dir = train(["task=disco_mini", *TINY, *runs, f"data.root={mini_root}"])
+    record = read_record(run_dir / "record.json")
+    assert record.method == "disco" and record.teachers[0].name == "splade.tiny"
+    assert {f"{p}/{m}" for p in ("val", "test") for m in METRICS} == set(record.metrics)
+    assert {f"test/{m}" for m in METRICS} == set(record.teacher_metrics)  # the teacher on rewrites
+    assert all(0.0 <= v <= 1.0 for v in record.metrics.values())
+    assert record.teacher_queries["forward_passes"] > 0  # online teacher scores on the rewrites
+
+    out = tmp_path / "index"
+    assert zoo("index", f"run={run_dir}", f"out={out}").returncode == 0
+    assert json.loads((out / "zoo_index.json").read_text())["documents"] > 100
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\twhat does the shlex module do?\nq2\thow do i compute a hyperbolic tangent\n")
+    trec = tmp_path / "run.trec"
+    assert zoo("search", f"index={out}", f"run={run_dir}", f"queries={queries}", "k=5", f"out={trec}").returncode == 0
+    lines = trec.read_text().splitlines()
+    assert {line.split()[0] for line in lines} <= {"q1", "q2"} and 0 < len(lines) <= 10
+    assert all(len(line.split()) == 6 for line in lines)
+    done = zoo("eval", f"run={run_dir}")
+    assert f"test/mrr@10: {record.metrics['test/mrr@10']:.4f}" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.slow  # about a minute: its own process, a teacher recipe and a full-corpus index
+def test_disco_mini_baseline_arm_has_no_distillation(runs, mini_root):
+    run_dir = train(["task=disco_mini", "method=splade_ce", *TINY, *runs, f"data.root={mini_root}"])
+    record = read_record(run_dir / "record.json")
+    assert record.method == "splade_ce"
+    assert record.teacher_queries["forward_passes"] == 0  # the teacher gives documents, never scores
+    assert "test/recall@10" in record.metrics
+
+
+def dpr_row(conv, turn, question, passage):
+    return {"dataset": "topiocqa", "conv_id": conv, "turn_id": turn, "question": question, "answers": ["a"],
+            "positive_ctxs": [{"title": f"Title {passage}", "text": "x", "passage_id": str(passage)}],
+            "negative_ctxs": [], "hard_negative_ctxs": []}
+
+
+@pytest.fixture
+def topiocqa_root(tmp_path) -> Path:
+    """Tiny files in TopiOCQA's real formats, laid out as disco_topiocqa expects under data.root."""
+    folder = tmp_path / "topiocqa"
+    folder.mkdir()
+    train_rows = [dpr_row(1, 1, "who wrote dune", 11),
+                  dpr_row(1, 2, "who wrote dune [SEP] frank herbert [SEP] when was it published", 12),
+                  dpr_row(2, 1, "what is a lighthouse", 13), dpr_row(2, 2, "what is a lighthouse [SEP] a tower "
+                                                                          "[SEP] how tall is it", 14)]
+    dev_rows = [dpr_row(7, 1, "what is sushi", 21), dpr_row(7, 2, "what is sushi [SEP] a dish [SEP] where from", 22)]
+    (folder / "train.json").write_text(json.dumps(train_rows))
+    (folder / "dev.json").write_text(json.dumps(dev_rows))
+    docs = [Doc(str(i), f"the passage number {i} about a city and a river", f"Title {i}") for i in range(10, 60)]
+    write_corpus_tsv(docs, folder / "full_wiki_segments.tsv")
+    ranking = {str(row): {str(d): 40.0 - d / 2 for d in range(10, 60)} for row in range(4)}  # DiSCo run.json
+    (folder / "run_llama_mistral.json").write_text(json.dumps(ranking))
+    return tmp_path
+
+
+def test_disco_topiocqa_fast_dev_run_on_real_formats(runs, topiocqa_root):
+    overrides = ["trainer=cpu", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+                 "student.arch=splade.tiny", "teacher.arch=splade.tiny", f"data.root={topiocqa_root}",
+                 "data.batch_size=2", "data.eval_batch_size=2", "data.negatives.count=4",
+                 "method.max_length_query=32", "method.max_length_doc=32"]
+    record = read_record(train(["task=disco_topiocqa", *overrides, *runs]) / "record.json")
+    # training scores come from the run file; only the one validation batch (no run for dev) scores online
+    assert record.teacher_queries["forward_passes"] <= 1
+    assert {"val/mrr@10", "test/recall@100"} <= set(record.metrics)
+
+
+def test_disco_topiocqa_missing_files_is_one_line(tmp_path, capsys):
+    from zoo.cli import main
+
+    assert main(["train", "task=disco_topiocqa", f"data.root={tmp_path}", "trainer=cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "train.json" in err and "Traceback" not in err
