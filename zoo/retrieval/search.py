@@ -101,14 +101,26 @@ class ImpactSearcher:
 
 
 def search(index_dir: str | Path, encoder, queries: Mapping[str, str] | Sequence[str], k: int = 1000,
-           threads: int = 1, batch_size: int = 32, max_length: int | None = None, dequantise: bool = True) -> Run:
+           threads: int = 1, batch_size: int = 32, max_length: int | None = None, dequantise: bool = True,
+           isolate: bool = False) -> Run:
     """Encode ``queries`` with the query ``encoder`` and search the index at ``index_dir``: a TREC run dict.
+    ``isolate`` searches in the helper process of ``zoo.retrieval.lucene.in_child`` (the encoding stays here).
 
     A dense index (``build_index`` with a dense encoder) is searched by ``zoo.retrieval.dense.dense_search``."""
     if read_meta(index_dir).get("kind") == "dense-flat-ip":
         from zoo.retrieval.dense import dense_search
 
         return dense_search(index_dir, encoder, queries, k, batch_size, max_length)
+    weights = encode_queries(encoder, queries, float(read_meta(index_dir)["quant_scale"]), max_length, batch_size)
+    if isolate:
+        from zoo.retrieval.lucene import in_child
+
+        return in_child(search_weights, index_dir, weights, k, threads, dequantise)
+    return search_weights(index_dir, weights, k, threads, dequantise)
+
+
+def search_weights(index_dir: str | Path, weights: Mapping[str, Mapping[str, int]], k: int = 1000, threads: int = 1,
+                   dequantise: bool = True) -> Run:
+    """Already-quantised query weights {qid: {term: int}} searched in the impact index at ``index_dir``."""
     with ImpactSearcher(index_dir) as searcher:
-        weights = encode_queries(encoder, queries, searcher.quant_scale, max_length, batch_size)
         return searcher.search_weights(weights, k, threads, dequantise)
