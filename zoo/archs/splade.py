@@ -29,7 +29,12 @@ arguments exist for the registry's uniform signature and are ignored):
   ``pretrained=False`` gives the same architecture with random weights.
 - ``splade.minilm_small``: a 2-layer BertForMaskedLM (hidden 64) over all-MiniLM-L6-v2's tokenizer (the
   bert-base-uncased vocabulary); its word embeddings (tied to the MLM decoder) are MiniLM's 384-d ones times a fixed
-  random projection to 64-d (Johnson-Lindenstrauss: inner products roughly kept), the rest random. About 6x cheaper
+  random projection to 64-d (Johnson-Lindenstrauss: inner products roughly kept), the rest random. Its MLM output
+  bias starts at ``output_bias`` (-5): with the decoder tied to those embeddings, a zero bias lets about half the
+  vocabulary fire for every token (30k non-zero terms per text; on disco_mini's dev rewrites MRR@10 0.015
+  untrained and 0.07 after 100 training batches), while -5 leaves about 5-20 terms per text (not yet the text's
+  own: the layers are random), a sparse start that training turns into a retriever (MRR@10 0.14 untrained,
+  0.87 after 200 batches of the teacher recipe). About 6x cheaper
   per token than ``splade.minilm`` (the 30522-term head dominates): the CPU backbone of ``disco_mini``, where the
   full MiniLM did not finish one teacher epoch in 7 CPU-minutes.
 - ``splade.cocondenser_ensembledistil``: ``naver/splade-cocondenser-ensembledistil`` (SPLADE++, BERT-base) from the
@@ -241,7 +246,7 @@ def splade_minilm(num_classes=None, input_shape=None, pretrained: bool = True, m
 
 @ARCHS.register("splade.minilm_small")
 def splade_minilm_small(num_classes=None, input_shape=None, pretrained: bool = True, max_length: int = 256,
-                        hidden: int = 64, layers: int = 2, seed: int = 0) -> SpladeEncoder:
+                        hidden: int = 64, layers: int = 2, seed: int = 0, output_bias: float = -5.0) -> SpladeEncoder:
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
     with _offline():
@@ -261,6 +266,8 @@ def splade_minilm_small(num_classes=None, input_shape=None, pretrained: bool = T
             projection = torch.randn(words.shape[1], hidden) / hidden ** 0.5
             with torch.no_grad():
                 mlm.bert.embeddings.word_embeddings.weight.copy_(words @ projection)
+    with torch.no_grad():  # a sparse, lexical start (see the module docstring)
+        mlm.cls.predictions.bias.fill_(float(output_bias))
     return SpladeEncoder(mlm, tokenizer, max_length=max_length, name="splade.minilm_small").eval()
 
 
