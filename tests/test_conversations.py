@@ -227,3 +227,32 @@ def test_random_negative_pool_is_a_uniform_seeded_reservoir(tmp_path):
         ConvRetrievalDataModule._read_corpus(tmp_path / "c.tsv", set(), 10, 3)[1])
     for quarter in range(4):  # each document is kept with probability 10/100
         assert 0.07 < sum(kept[25 * quarter: 25 * quarter + 25]) / (25 * 200) < 0.13
+
+
+def test_teacher_run_mined_from_the_teacher_once_and_used_for_candidates(topiocqa_files):
+    pytest.importorskip("pyserini")
+    from zoo.archs.splade import build_tiny_lexical
+    from zoo.data.trec import read_run
+
+    (topiocqa_files / "rewrites.tsv").write_text("0\tthe passage number 11\n1\tpassage number 12 in 1965\n"
+                                                 "2\tpassage 13 about a lighthouse\n")
+    kwargs = {"train": {"rewrites": str(topiocqa_files / "rewrites.tsv")}, "teacher_runs": ["teacher"],
+              "negatives": {"count": 3, "window": [0, 40]}}
+    dm = topiocqa_module(topiocqa_files, **kwargs)
+    assert dm.splits["train"][(0, 1)]["teacher_scores"] is None  # no run until the teachers are there
+    with pytest.raises(DataError, match="has no teacher"):
+        dm.attach_teachers([])
+    teacher, said = build_tiny_lexical(), []
+    dm.attach_teachers([teacher], say=said.append)
+    run = read_run(dm.teacher_run_file)
+    assert set(run) == {"0", "1", "2"} and len(said) == 1
+    assert dm.split_info()["teacher_runs"] == [str(dm.teacher_run_file)]
+    example = dm.splits["train"][(0, 1)]
+    assert example["teacher_scores"][1:] == pytest.approx([run["1"][d] for d in example["negative_ids"]])
+    # the run's scores are the teacher's dot products (up to the index's quantisation)
+    query = teacher.encode(["passage number 12 in 1965"]).detach()
+    negative = teacher.encode([example["negatives"][0]]).detach()
+    assert example["teacher_scores"][1] == pytest.approx(float((query * negative).sum()), rel=0.02)
+    again, said = topiocqa_module(topiocqa_files, **kwargs), []
+    again.attach_teachers([teacher], say=said.append)
+    assert again.teacher_run_file == dm.teacher_run_file and said == []  # stored: not searched again

@@ -56,11 +56,22 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
                                flops=model_flops(model, datamodule.input_shape)))
-    metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg), role="teacher")
+    metrics = _stored_metrics(Path(infos[0].weights)) if len(names) == 1 and not weights and not pretrained else None
+    if metrics is None:  # a recipe-trained teacher was evaluated on this test split when it was trained
+        metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg), role="teacher")
     for teacher in teachers:
         teacher.cpu()  # the method module moves them where training runs
     say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline(datamodule, metrics)}")
     return teachers, infos, metrics
+
+
+def _stored_metrics(weights: Path) -> dict[str, float] | None:
+    """The test metrics that ``trained_once`` wrote next to stored weights (its key fixes data and split)."""
+    try:
+        metrics = json.loads((weights.parent / "meta.json").read_text()).get("metrics")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {str(k): float(v) for k, v in metrics.items()} if metrics else None
 
 
 def trained_teacher_path(cfg: Any, name: str, datamodule, say=print) -> Path:
@@ -87,6 +98,10 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if not (data_cfg.get("augment") or {}).get("enabled", False):
         data_cfg.pop("augment", None)  # switched-off augmentation is the same data as none: stored weights stay valid
+    if "teacher_runs" in data_cfg:  # a run mined from the teacher itself comes after it: it cannot change it
+        data_cfg["teacher_runs"] = [run for run in data_cfg["teacher_runs"] if run != "teacher"]
+        if not data_cfg["teacher_runs"]:  # and without runs the rank window picks nothing
+            data_cfg.get("negatives", {}).pop("window", None)
     # No ensemble position in the key: training depends on arch, recipe and data only, so a teacher
     # of an ensemble is the same file as that arch alone (e.g. a single-teacher arm of the same task).
     key = {"arch": name, "recipe": recipe, "data": datamodule.fingerprint,

@@ -67,6 +67,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     teachers, teacher_infos, teacher_metrics = ([], [], {})
     if method_cls.uses_teachers:
         teachers, teacher_infos, teacher_metrics = prepare_teachers(cfg, datamodule, say)
+        datamodule.attach_teachers(teachers, say)
     store = None
     if teachers and cfg.get("soft_labels") is not None and cfg.soft_labels.enabled:
         from zoo.soft_label_store import prepare_store

@@ -125,6 +125,10 @@ class ZooDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=int(self.cfg.eval_batch_size), shuffle=False,
                           num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn)
 
+    def attach_teachers(self, teachers: list, say=print) -> None:
+        """Called with the ready teachers before training. Nothing here; a data set whose training examples
+        depend on the teachers (conversational retrieval mining candidates from a teacher run) overrides it."""
+
     def evaluate(self, models: list, split: str = "test", prefix: str | None = None, device: str = "cpu",
                  **context) -> dict[str, float]:
         """The data set's own metrics of one model or an ensemble over a whole split (``<prefix>/<metric>``):

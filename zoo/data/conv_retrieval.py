@@ -15,6 +15,11 @@ One example per turn that has a positive (a qrels document with rel >= min_rel):
   positive's score if it lies inside the window, else the window's maximum (the spec's
   rule, which keeps the positive near the top of the KL target); None without a run.
 
+Teacher runs are files (``teacher_runs``: TREC or DiSCo JSON), or the entry ``teacher``:
+the task's first teacher searching the corpus with the train rewrites, made once the
+teachers are ready (``attach_teachers``; cached under ZOO_HOME, see
+``zoo.data.retrieval_eval.teacher_train_run``), as DiSCo's teachers score offline.
+
 Tokenization is the method's job. Texts of documents are ``title + ". " + text``.
 
 Sampling is a pure function of (run seed, epoch, example index): the training sampler
@@ -49,6 +54,7 @@ from zoo.errors import DataError
 from zoo.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
+TEACHER_RUN = "teacher"  # a data.teacher_runs entry: mine the run from the task's first teacher
 TEXT_KEYS = ("qid", "conversation", "utterance", "rewrite", "positive", "positive_id", "negatives", "negative_ids")
 
 
@@ -179,7 +185,18 @@ class ConvRetrievalDataModule(ZooDataModule):
         self.collate_fn = collate_examples
         self.sources = self.locate(cfg)
         self.sets = self._read_sets(self.sources)
-        runs = [read_run(Path(p).expanduser()) for p in cfg.teacher_runs]
+        self.run_files = [Path(str(p)).expanduser() for p in cfg.teacher_runs if str(p) != TEACHER_RUN]
+        self.file_runs = [read_run(path) for path in self.run_files]
+        self.teacher_run_file: Path | None = None  # set by attach_teachers when teacher_runs names "teacher"
+        self._build(self.file_runs)
+        self.fingerprint = self.sources.fingerprint or files_fingerprint(
+            [self.sources.corpus, *self.run_files,
+             *[p for src in self.sources.splits.values() for p in (src.topics, src.qrels, src.rewrites) if p]],
+            [self.sources.format, self.sources.options])
+
+    def _build(self, runs: list[Run]) -> None:
+        """Documents held and every split's examples; the (fused) runs give the train split its candidates."""
+        cfg = self.cfg
         run = fuse_runs(runs, str(cfg.teacher_fusion)) if runs else None
         wanted = set()
         for cset in self.sets.values():
@@ -194,18 +211,29 @@ class ConvRetrievalDataModule(ZooDataModule):
                                 "teacher runs must be keyed by the train split's query ids")
             for qid in train_qids:
                 wanted.update(doc for doc, _ in ranked(run.get(qid, {}))[start:stop])
-        docs, pool_ids = self._read_corpus(self.sources.corpus, wanted, int(cfg.negatives.random_pool), shuffle_seed)
+        docs, pool_ids = self._read_corpus(self.sources.corpus, wanted, int(cfg.negatives.random_pool),
+                                           self.shuffle_seed)
         self.doc_ids = sorted(docs)
         doc_index = {doc: i for i, doc in enumerate(self.doc_ids)}
         self.texts = [passage_text(docs[d], str(cfg.title_sep)) for d in self.doc_ids]
         pool = np.array(sorted(doc_index[d] for d in pool_ids), dtype=np.int64)
         self.splits = {split: ConvExamples(cset, doc_index, self.texts, self.doc_ids, pool,
-                                           run if split == "train" else None, cfg, shuffle_seed)
+                                           run if split == "train" else None, cfg, self.shuffle_seed)
                        for split, cset in self.sets.items()}
-        self.fingerprint = self.sources.fingerprint or files_fingerprint(
-            [self.sources.corpus, *[Path(p) for p in cfg.teacher_runs],
-             *[p for src in self.sources.splits.values() for p in (src.topics, src.qrels, src.rewrites) if p]],
-            [self.sources.format, self.sources.options])
+
+    def attach_teachers(self, teachers: list, say=print) -> None:
+        """``teacher_runs`` naming ``teacher``: the first teacher's run on the train rewrites (DiSCo's offline
+        teacher scoring, spec step 1), computed once per teacher and data set and stored under ZOO_HOME, is fused
+        with the run files and gives the training candidates and their teacher scores."""
+        if not any(str(p) == TEACHER_RUN for p in self.cfg.teacher_runs):
+            return
+        if not teachers:
+            raise DataError(f"data.teacher_runs names '{TEACHER_RUN}' but this method has no teacher",
+                            "drop it from data.teacher_runs, or give run files")
+        from zoo.data.retrieval_eval import teacher_train_run
+
+        self.teacher_run_file = teacher_train_run(self, teachers[0], say)
+        self._build([*self.file_runs, read_run(self.teacher_run_file)])
 
     # -- where the files are: subclasses (the mini set) override this
 
@@ -295,6 +323,9 @@ class ConvRetrievalDataModule(ZooDataModule):
         info = super().split_info()
         info["skipped"] = {split: dict(ds.skipped) for split, ds in self.splits.items()}
         info["dropped_qrels"] = {split: cset.dropped_qrels for split, cset in self.sets.items()}
+        info["teacher_runs"] = [str(p) for p in self.run_files]
+        if self.teacher_run_file is not None:
+            info["teacher_runs"].append(str(self.teacher_run_file))
         return info
 
     def _loader(self, split: str, train: bool) -> DataLoader:
