@@ -34,8 +34,9 @@ Switches (config ``method.*``; defaults = the released config):
 - ``teacher_scores`` auto | batch | online (auto): auto uses batch["teacher_scores"] when present.
 - ``doc_encoder`` teacher | student_copy (teacher): D is the first teacher (SPLADE++ is both, as in the paper),
   or a frozen copy of the student taken at construction (same init).
-- ``n_negatives`` 16, ``rank_window`` [10, 960]: used by ``sample_candidates`` (the data side's sampler): negatives
-  come from the teacher's ranks 10..959 (0-based, half-open), top-10 dropped against false negatives.
+- The candidates are the data side's (``data.negatives.count`` 16 and ``.window`` [10, 960]: negatives from the
+  teacher's ranks 10..959, 0-based, half-open, the top 10 dropped against false negatives; zoo/data/conv_retrieval.py).
+  ``sample_candidates`` below is the same rule for one query as a pure function.
 - ``flops_q``, ``l1_q`` (0, 0: the released config has no sparsity regulariser; the paper's sweep values are
   unconfirmed), ``reg_warmup_steps`` T (0), ``anti_zero`` (true, as the code; 1/(ΣQ)^2 with ΣQ clamped at 1e-2).
 - ``max_length_query``, ``max_length_doc`` (256, 256), ``doc_batch`` (32): docs per frozen forward pass.
@@ -162,7 +163,7 @@ def sample_candidates(teacher_run: Mapping[str, float], qrels: Mapping[str, int]
     pool = [docid for docid, _ in ranked if docid not in set(positives)]
     if not pool:
         raise DataError(f"sample_candidates: no negative left in teacher ranks {list(rank_window)}",
-                        "lower method.rank_window[0] or retrieve deeper teacher runs")
+                        "lower the window's start or retrieve deeper teacher runs")
     negatives = rng.sample(pool, n_negatives) if len(pool) > n_negatives else rng.choices(pool, k=n_negatives)
     positive = rng.choice(positives)
     targets = [kept.get(positive, max(kept.values())), *(kept[docid] for docid in negatives)]
