@@ -1,3 +1,4 @@
 from zoo.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when multiprocessing (spawn) imports it in a helper process
+    raise SystemExit(main())

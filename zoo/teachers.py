@@ -56,8 +56,9 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
                                flops=model_flops(model, datamodule.input_shape)))
+    # A lone recipe-trained teacher was evaluated on this test split when it was trained: reuse those metrics.
     metrics = _stored_metrics(Path(infos[0].weights)) if len(names) == 1 and not weights and not pretrained else None
-    if metrics is None:  # a recipe-trained teacher was evaluated on this test split when it was trained
+    if metrics is None:
         metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg), role="teacher")
     for teacher in teachers:
         teacher.cpu()  # the method module moves them where training runs
