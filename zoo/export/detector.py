@@ -21,9 +21,7 @@ scores and boxes <= the profile's ``max_abs_diff``, and mAP computed from the ON
 PyTorch's within ``metric_abs_diff``. A failure leaves nothing behind (temp folder, renamed at the end).
 """
 
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -119,7 +117,7 @@ def check_parity(model: nn.Module, path: Path, datamodule, profile: ExportProfil
 def export_detector_run(loaded, out: Path, profile: ExportProfile | str = "detector",
                         say: Callable[[str], None] = print):
     """Export a finished detection run's student (``loaded``: ``zoo.export.sources.LoadedRun``) to ``out``."""
-    from zoo.export.onnx_export import ExportResult, _publish, _refuse_foreign, _write_json
+    from zoo.export.onnx_export import ExportResult, _write_json, staged_export
     from zoo.weights import sha256_file
 
     profile = load_profile(profile) if isinstance(profile, str) else profile
@@ -130,14 +128,10 @@ def export_detector_run(loaded, out: Path, profile: ExportProfile | str = "detec
                           "use profile=detector")
     record, cfg, datamodule = loaded.record, loaded.cfg, loaded.datamodule
     out = Path(out).expanduser().resolve()
-    _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o755)
     canvas = tuple(int(s) for s in datamodule.input_shape[1:])
-    say(f"exporting {cfg.student.arch} of {record.task}/{record.run_id} (canvas {canvas[0]}x{canvas[1]}) ...")
-    started = time.perf_counter()
-    try:
+    with staged_export(out) as tmp:  # refuses a foreign out before anything is said or exported
+        say(f"exporting {cfg.student.arch} of {record.task}/{record.run_id} (canvas {canvas[0]}x{canvas[1]}) ...")
+        started = time.perf_counter()
         to_onnx(loaded.student, tmp / "model.onnx", canvas, profile)
         exported = time.perf_counter()
         parity = check_parity(loaded.student, tmp / "model.onnx", datamodule, profile)
@@ -155,10 +149,6 @@ def export_detector_run(loaded, out: Path, profile: ExportProfile | str = "detec
                               "check": round(time.perf_counter() - exported, 3)},
                   "versions": package_versions(), "hardware": hardware()}
         _write_json(tmp / "export.json", report)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"checked on {parity['samples']} {parity['split']} images: max |diff| {parity['max_abs_diff']:.2e}, "
         f"mAP {parity['metric_onnx']:.4f} (onnx) vs {parity['metric_torch']:.4f} (torch)")
     say(f"exported -> {out}")

@@ -24,6 +24,7 @@ also slower (1-4 s vs 0.05-1.5 s for these nets). A model torch.export cannot
 capture (data-dependent control flow) can use ``exporter: torchscript``.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -31,7 +32,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,12 +136,8 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         raise ConfigError(f"profile '{profile.name}' asks for a dynamic sequence axis; image classifiers have none",
                           "use a profile with dynamic_axes.sequence: false")
     out = Path(out).expanduser().resolve()
-    _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the published folder is an ordinary one
     started = time.perf_counter()
-    try:
+    with staged_export(out) as tmp:
         to_onnx(model, tmp / "model.onnx", tuple(input_shape), profile)
         exported = time.perf_counter()
         graph = check_graph(tmp / "model.onnx", profile)
@@ -166,10 +163,6 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
                   "seconds": {"export": round(exported - started, 3), "check": round(checked - exported, 3)},
                   "versions": package_versions(), "hardware": hardware()}
         _write_json(tmp / "export.json", report)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, report)
 
 
@@ -271,6 +264,23 @@ def _refuse_foreign(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "export.json").is_file())):
         raise ConfigError(f"'{out}' exists and is not an export folder; it is left as it is",
                           "pass out=<a new folder>")
+
+
+@contextlib.contextmanager
+def staged_export(out: Path) -> Iterator[Path]:
+    """A temp folder beside ``out`` to build an export in: renamed into ``out`` (replacing an earlier export) when
+    the block succeeds, deleted when it fails, so ``out`` is never half-written. Refuses an ``out`` that holds
+    something other than an export."""
+    _refuse_foreign(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the published folder is an ordinary one
+    try:
+        yield tmp
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -21,9 +21,6 @@ Exporter: torch's dynamo exporter (``torch.export`` + onnxscript) as ``zoo.expor
 """
 
 import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -150,16 +147,12 @@ def export_splade(encoder: nn.Module, out: str | Path, texts: Sequence[str] | No
                   exporter: str = "dynamo", max_abs_diff: float = 1e-4, top_k: int = 20,
                   source: dict[str, Any] | None = None) -> Path:
     """Export a SPLADE query encoder to the folder ``out`` (see the module docstring); returns ``out``."""
-    from zoo.export.onnx_export import _publish, _refuse_foreign
+    from zoo.export.onnx_export import _write_json, staged_export
     from zoo.records import hardware, now_iso, package_versions
 
     out = Path(out).expanduser().resolve()
-    _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o755)
     started = time.perf_counter()
-    try:
+    with staged_export(out) as tmp:
         to_onnx(encoder, tmp / "model.onnx", opset, exporter)
         exported = time.perf_counter()
         graph = check_graph(tmp / "model.onnx", opset)
@@ -175,10 +168,6 @@ def export_splade(encoder: nn.Module, out: str | Path, texts: Sequence[str] | No
                   "seconds": {"export": round(exported - started, 3), "check": round(checked - exported, 3)},
                   "versions": package_versions(), "hardware": hardware()}
         _write_json(tmp / "export.json", report)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -213,7 +202,3 @@ class OnnxSpladeEncoder:
             else:
                 out.append({self.terms[i]: float(row[i]) for i in np.flatnonzero(row > 0)})
         return out
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
