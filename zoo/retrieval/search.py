@@ -107,11 +107,12 @@ def search(index_dir: str | Path, encoder, queries: Mapping[str, str] | Sequence
     ``isolate`` searches in the helper process of ``zoo.retrieval.lucene.in_child`` (the encoding stays here).
 
     A dense index (``build_index`` with a dense encoder) is searched by ``zoo.retrieval.dense.dense_search``."""
-    if read_meta(index_dir).get("kind") == "dense-flat-ip":
+    meta = read_meta(index_dir)
+    if meta.get("kind") == "dense-flat-ip":
         from zoo.retrieval.dense import dense_search
 
         return dense_search(index_dir, encoder, queries, k, batch_size, max_length)
-    weights = encode_queries(encoder, queries, float(read_meta(index_dir)["quant_scale"]), max_length, batch_size)
+    weights = encode_queries(encoder, queries, float(meta["quant_scale"]), max_length, batch_size)
     if isolate:
         from zoo.retrieval.lucene import in_child
 
