@@ -278,13 +278,21 @@ def splade_cocondenser(num_classes=None, input_shape=None, pretrained: bool = Tr
 
 @contextlib.contextmanager
 def _offline():
+    """Read the local MiniLM package without the hub, and without transformers' "Loading weights" bar (a local
+    read of a 90 MB file: the bar only cluttered training logs)."""
     import os
 
+    from transformers.utils import logging as hf_logging
+
     old = os.environ.get("HF_HUB_OFFLINE")
+    bar = hf_logging.is_progress_bar_enabled()
     os.environ["HF_HUB_OFFLINE"] = "1"
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
+        if bar:
+            hf_logging.enable_progress_bar()
         if old is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
