@@ -30,6 +30,17 @@ def test_reproduce_rejects_bad_seeds(capsys):
     assert main(["reproduce", "task=kd_digits", "seeds=many"]) == 2
 
 
+def test_reproduce_runs_only_the_named_arms(runs, capsys, tmp_path):
+    assert main(["reproduce", "task=kd_digits", "seeds=1", "arms=kd", *QUICK, *runs, "trainer.max_epochs=1",
+                 "reproduce.expected.kd=[0.0,1.0]"]) == 0
+    summary = json.loads(next((tmp_path / "runs" / "kd_digits").glob("reproduce-*.json")).read_text())
+    assert set(summary["arms"]) == {"kd"} and len(summary["records"]) == 1
+    capsys.readouterr()
+    assert main(["reproduce", "task=kd_digits", "seeds=1", "arms=kd,meal", *runs]) == 2
+    err = capsys.readouterr().err
+    assert "no arm meal" in err and "ce, kd" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not has_fashion_mnist(), reason="needs apt-get install dataset-fashion-mnist")
 def test_kd_beats_ce_on_fashion_mnist_by_more_than_the_spread(runs, tmp_path):

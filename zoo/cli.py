@@ -4,7 +4,8 @@
     zoo eval run=RUN_DIR [split=test]          re-evaluate a run's student from its folder
     zoo list [methods|archs|datasets|tasks|models]
     zoo show task=NAME [key=value ...]        print the resolved config
-    zoo reproduce task=NAME [seeds=N] [key=value ...]   every arm over N seeds, mean ± std, OK/FAIL
+    zoo reproduce task=NAME [seeds=N] [arms=a,b] [key=value ...]   every arm (or those named) over N seeds,
+                                               mean ± std, OK/FAIL
     zoo export run=RUN_DIR|model=CARD [profile=default] [out=DIR]   checked ONNX folder (parity + metric)
     zoo infer model=EXPORT_DIR inputs=FILE.npy  top-1 per row with numpy + onnxruntime only
     zoo bench run=RUN_DIR|model=EXPORT_DIR [batches=1,8,32]   eager vs onnxruntime latency/throughput
@@ -40,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("train", "train a task's student (and its teacher when none is given)"),
                        ("eval", "evaluate a run folder's student: run=RUN_DIR [split=test]"),
                        ("show", "print a task's resolved config: task=NAME [key=value ...]"),
-                       ("reproduce", "run a task's arms over seeds: task=NAME seeds=N [key=value ...]"),
+                       ("reproduce", "run a task's arms over seeds: task=NAME seeds=N [arms=a,b] [key=value ...]"),
                        ("leaderboard", "add run records (add=PATH ...), then regenerate leaderboards/"),
                        ("export", "export a student to ONNX, checked: run=RUN_DIR | model=CARD [profile=default] "
                                   "[out=DIR]"),
@@ -184,7 +185,9 @@ def run_command(options: argparse.Namespace) -> int:
     seeds, overrides = take(overrides, "seeds", required=False)
     if seeds is not None and not seeds.isdigit():
         raise ConfigError(f"seeds must be a positive integer, got '{seeds}'")
-    return commands.reproduce(task, int(seeds) if seeds else None, overrides)
+    arms, overrides = take(overrides, "arms", required=False)
+    return commands.reproduce(task, int(seeds) if seeds else None, overrides,
+                              [a for a in arms.split(",") if a] if arms else None)
 
 
 if __name__ == "__main__":

@@ -62,10 +62,10 @@ def evaluate_run(run: str, split: str) -> int:
     return 0
 
 
-def reproduce(task: str, seeds: int | None, overrides: list[str]) -> int:
+def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str] | None = None) -> int:
     from zoo.reproduce import reproduce as reproduce_task
 
-    return 0 if reproduce_task(task, seeds, overrides, console) else 1
+    return 0 if reproduce_task(task, seeds, overrides, console, only) else 1
 
 
 def leaderboard(adds: list[str]) -> int:

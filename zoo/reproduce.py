@@ -57,16 +57,23 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def reproduce(task: str, seeds: int | None, overrides: list[str], console: Console) -> bool:
+def reproduce(task: str, seeds: int | None, overrides: list[str], console: Console,
+              only: list[str] | None = None) -> bool:
+    """Every arm of ``task`` (or the arms named in ``only``) over ``seeds`` seeds; True when all are in range."""
+    from zoo.errors import ConfigError
     from zoo.train import train
 
     base = compose(task, overrides)
     arms = [arm_spec(entry) for entry in OmegaConf.to_container(base.reproduce.arms, resolve=True)]
     labels = [label for label, _, _ in arms]
     if len(set(labels)) != len(labels):
-        from zoo.errors import ConfigError
-
         raise ConfigError(f"reproduce arms repeat a name: {labels}", "give each mapping arm its own 'name'")
+    if only:
+        unknown = [name for name in only if name not in labels]
+        if unknown:
+            raise ConfigError(f"task {task} has no arm {', '.join(unknown)}", f"its arms: {', '.join(labels)}")
+        arms = [arm for arm in arms if arm[0] in only]
+        labels = [label for label, _, _ in arms]
     seeds = int(seeds or base.reproduce.seeds)
     metric = base.reproduce.metric
     baseline_arm = str(base.reproduce.get("baseline", "ce"))
