@@ -33,7 +33,7 @@ def train(args: list[str]) -> Path:
     return max(root.glob("*/*/record.json")).parent  # the newest run (ids sort by time)
 
 TINY = ["student.arch=splade.tiny", "teacher.arch=splade.tiny", "teacher.recipe.epochs=1",
-        "teacher.recipe.limit_train_batches=2", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+        "+teacher.recipe.limit_train_batches=2", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
         "method.max_length_query=32", "method.max_length_doc=32", "data.negatives.count=3"]
 METRICS = {"mrr@10", "ndcg@3", "recall@10", "recall@100"}
 
@@ -66,6 +66,10 @@ def test_disco_mini_end_to_end_then_index_and_search(runs, mini_root, tmp_path):
     assert all(len(line.split()) == 6 for line in lines)
     done = zoo("eval", f"run={run_dir}")
     assert f"test/mrr@10: {record.metrics['test/mrr@10']:.4f}" in done.stdout, done.stderr[-2000:]
+    done = zoo("export", f"run={run_dir}")  # the query encoder, sparse head in the graph, parity on test turns
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((run_dir / "export" / "splade" / "export.json").read_text())
+    assert report["kind"] == "splade-query-encoder" and report["parity"]["texts"] > 32
 
 
 @pytest.mark.slow  # about a minute: its own process, a teacher recipe and a full-corpus index
@@ -77,12 +81,37 @@ def test_disco_mini_baseline_arm_has_no_distillation(runs, mini_root):
     assert "test/recall@10" in record.metrics
 
 
+DENSE = ["method=dense_ce", "student.arch=dense.minilm", "student.pretrained=true", "method.init_from_teacher=false",
+         "method.doc_encoder=student_copy"]
+
+
+@pytest.mark.slow  # about 1.5 minutes: all-MiniLM-L6-v2 encodes the mini corpus three times (train, eval, index)
+def test_dense_baseline_trains_evaluates_and_indexes_in_faiss(runs, mini_root, tmp_path):
+    run_dir = train(["task=disco_mini", *TINY, *DENSE, *runs, f"data.root={mini_root}"])
+    record = read_record(run_dir / "record.json")
+    assert record.method == "dense_ce" and record.student.name == "dense.minilm"
+    assert record.teacher_queries["forward_passes"] == 0  # the SPLADE teacher only mined the candidates
+    # zoo eval rebuilds the document encoder as the student started (student_copy), not as it ended
+    done = zoo("eval", f"run={run_dir}")
+    assert f"test/mrr@10: {record.metrics['test/mrr@10']:.4f}" in done.stdout, done.stderr[-2000:]
+    out = tmp_path / "dense_index"
+    assert zoo("index", f"run={run_dir}", f"out={out}").returncode == 0
+    assert json.loads((out / "zoo_index.json").read_text())["kind"] == "dense-flat-ip"
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\twhat does the shlex module do?\n")
+    trec = tmp_path / "run.trec"
+    assert zoo("search", f"index={out}", f"run={run_dir}", f"queries={queries}", "k=3", f"out={trec}").returncode == 0
+    assert len(trec.read_text().splitlines()) == 3
+    done = zoo("export", f"run={run_dir}")
+    assert done.returncode == 2 and "no ONNX exporter" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.slow  # about 45 minutes on 2 cores: the teacher (about 5 min, once), then 3 seeds x 2 arms
 def test_disco_beats_the_same_encoder_without_distillation_on_disco_mini(runs, tmp_path):
     """The issue's check: the disco student reading raw conversations beats splade_ce (the same encoder and
     candidates, no distillation) on mean test MRR@10 and Recall@10; the teacher on rewrites stays above both.
     Measured numbers: leaderboards/disco_mini.md."""
-    done = zoo("reproduce", "task=disco_mini", "seeds=3", *runs)
+    done = zoo("reproduce", "task=disco_mini", "seeds=3", "arms=ce,disco", *runs)  # the dense arms are references
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(next((tmp_path / "runs" / "disco_mini").glob("reproduce-*.json")).read_text())
     records = [read_record(Path(path)) for path in summary["records"]]

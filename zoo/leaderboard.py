@@ -76,7 +76,10 @@ def onnx_latency_ms(task: str, run_id: str) -> float | None:
 def method_label(record: Record) -> str:
     """The method and its settings, so that differently tuned runs are different rows."""
     settings = {k: v for k, v in sorted(record.config.get("method", {}).items()) if k != "name"}
-    return record.method + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
+    label = record.method + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
+    if record.config.get("trainer", {}).get("max_epochs") == 0:  # evaluated as it started, e.g. a zero-shot arm
+        label += " untrained (trainer.max_epochs=0)"
+    return label
 
 
 def _mflops(flops: int | None) -> str:

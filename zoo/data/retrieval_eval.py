@@ -1,11 +1,12 @@
 """Full-corpus retrieval evaluation of a conversational data module (``ConvRetrievalDataModule.evaluate``).
 
 The corpus the module holds is encoded with the frozen document encoder into a Lucene impact index
-(``zoo.retrieval.index.build_index``, quantised weights), the split's
-queries are encoded by the query encoder and searched (top ``data.eval_k``, default 100), and the run is scored
-against the split's qrels with ir_measures: MRR@10, nDCG@3, Recall@10, Recall@100 (``<prefix>/<metric>``).
-Encoding runs here; indexing and search run in the Lucene helper process (``zoo.retrieval.lucene.in_child``), so
-no JVM lives in a process that trains (the JVM next to a Lightning fit died with SIGSEGV in ``zoo reproduce``).
+(``zoo.retrieval.index.build_index``, quantised weights), the split's queries are encoded by the query encoder
+and searched (top ``data.eval_k``, default 100), and the run is scored against the split's qrels with
+ir_measures: MRR@10, nDCG@3, Recall@10, Recall@100 (``<prefix>/<metric>``). Encoding runs here; indexing and
+search run in the Lucene helper process (``zoo.retrieval.lucene.in_child``), so no JVM lives in a process that
+trains (the JVM next to a Lightning fit died with SIGSEGV in ``zoo reproduce``). A dense document encoder
+(``dense_ce``'s) gets an exact faiss index instead (``zoo.retrieval.dense``), searched in this process.
 
 The whole collection file (``data.corpus``; for the mini set its corpus.jsonl) is indexed, not only the documents
 the training side holds, so every document competes. ``data.eval_index`` (optional) names an index built earlier
@@ -34,9 +35,16 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def is_dense(encoder) -> bool:
+    """A dense encoder (zoo.archs.dense: fixed-size vectors, faiss) rather than a SPLADE one (terms, Lucene)."""
+    return hasattr(encoder, "dim") and not hasattr(encoder, "vocab_size")
+
+
 def corpus_index(datamodule, doc_encoder) -> Path:
-    """The Lucene index of ``datamodule``'s documents under ``doc_encoder``, built on first use and kept."""
+    """The index of ``datamodule``'s documents under ``doc_encoder``, built on first use and kept: Lucene impact
+    index for a SPLADE encoder, exact faiss inner-product index for a dense one."""
     from zoo.data.trec import iter_corpus, passage_text
+    from zoo.retrieval.dense import build_dense_index
     from zoo.retrieval.index import build_index
 
     given = datamodule.cfg.get("eval_index")
@@ -49,8 +57,12 @@ def corpus_index(datamodule, doc_encoder) -> Path:
         sep = str(datamodule.cfg.get("title_sep", ". "))
         corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(datamodule.sources.corpus))
         max_length = datamodule.cfg.get("eval_max_length_doc")  # None = the encoder's own
-        path = build_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
-                           progress=False, keep_vectors=True, isolate=True)
+        if is_dense(doc_encoder):
+            path = build_dense_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
+                                     progress=False)
+        else:
+            path = build_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
+                               progress=False, keep_vectors=True, isolate=True)
         cache[key] = (folder, path)  # the TemporaryDirectory object lives as long as the data module
     return cache[key][1]
 
@@ -58,6 +70,7 @@ def corpus_index(datamodule, doc_encoder) -> Path:
 @torch.no_grad()
 def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_encoder,
                        query_kind: str = "conversation") -> dict[str, float]:
+    from zoo.retrieval.dense import dense_search
     from zoo.retrieval.evaluate import evaluate
     from zoo.retrieval.search import search
 
@@ -66,8 +79,11 @@ def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_e
     index = corpus_index(datamodule, doc_encoder)
     queries = datamodule.queries(split, query_kind)
     max_length = datamodule.cfg.get("eval_max_length_query")
-    run = search(index, query_encoder, queries, k=int(datamodule.cfg.get("eval_k", 100)), max_length=max_length,
-                 isolate=True)
+    k = int(datamodule.cfg.get("eval_k", 100))
+    if is_dense(doc_encoder):
+        run = dense_search(index, query_encoder, queries, k=k, max_length=max_length)
+    else:
+        run = search(index, query_encoder, queries, k=k, max_length=max_length, isolate=True)
     metrics = evaluate(run, datamodule.qrels(split))
     return {f"{prefix}/{name}": float(metrics[name]) for name in METRICS}
 

@@ -180,10 +180,7 @@ class DiSCo(DistillModule):
         super().__init__(student, teachers, method_cfg, optim_cfg, max(2, int(num_classes or 2)), cache)
         from zoo.archs.splade import frozen_copy
 
-        for model in [student, *self.teachers]:
-            if not hasattr(model, "encode") or not hasattr(model, "vocab_size"):
-                raise ConfigError(f"DiSCo needs SPLADE encoders (zoo.archs.splade), got {type(model).__name__}",
-                                  "use student.arch / teacher.arch splade.* with a conversational data set")
+        self.check_encoders(student, self.teachers)
         cfg = self.method_cfg
         self.temperature = float(cfg.get("temperature", 1.0))
         self.fusion = str(cfg.get("fusion", "mean"))
@@ -217,7 +214,19 @@ class DiSCo(DistillModule):
         self.doc_cache_size = int(cfg.get("doc_cache", 0))
         self._doc_cache: dict[str, torch.Tensor] = {}
         self.query_key = {"conversation": "conversation", "rewrite": "rewrites"}[str(cfg.get("query", "conversation"))]
-        for model in [*self.teachers, doc_encoder]:
+        self.check_vocabularies(student, [*self.teachers, doc_encoder])
+
+    @staticmethod
+    def check_encoders(student, teachers) -> None:
+        for model in [student, *teachers]:
+            if not hasattr(model, "encode") or not hasattr(model, "vocab_size"):
+                raise ConfigError(f"DiSCo needs SPLADE encoders (zoo.archs.splade), got {type(model).__name__}",
+                                  "use student.arch / teacher.arch splade.* with a conversational data set")
+
+    @staticmethod
+    def check_vocabularies(student, others) -> None:
+        """Scores are dot products over terms: the student, the teachers and D must share one vocabulary."""
+        for model in others:
             if model.vocab_size != student.vocab_size:
                 raise ConfigError(f"DiSCo needs one vocabulary: student has {student.vocab_size} terms, "
                                   f"{getattr(model, 'name', type(model).__name__)} has {model.vocab_size}")

@@ -2,13 +2,15 @@
 
     zoo index run=RUN_DIR [out=DIR] [quant_scale=100]
         encode the run's collection (``data.corpus``; the mini set's corpus.jsonl) with the run's frozen DOCUMENT
-        encoder and build a Lucene impact index (integer weights round(w * quant_scale)); default out=RUN_DIR/index
+        encoder and build a Lucene impact index (integer weights round(w * quant_scale)), or for a dense run
+        (``dense_ce``) an exact faiss index; default out=RUN_DIR/index
     zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec]
         encode ``qid<TAB>text`` queries with the run's trained QUERY encoder (the student) and search the index;
         writes a TREC run file (default: RUN_DIR/search.trec)
 
 The document encoder of a DiSCo-style run is its first teacher (frozen; the student is the query encoder): it is
-rebuilt from the record (stored recipe weights, a weight file, or the arch's published weights). A run whose
+rebuilt from the record (stored recipe weights, a weight file, or the arch's published weights). With
+``method.doc_encoder=student_copy`` it is the student as it started (rebuilt from ``student.*``). A run whose
 method has no teacher (a shared bi-encoder) uses the student on both sides.
 """
 
@@ -23,7 +25,10 @@ def document_encoder(loaded):
     from zoo.weights import load_weights
 
     teachers = loaded.record.teachers
-    if not teachers or str(loaded.cfg.method.get("doc_encoder", "teacher")) != "teacher":
+    which = str(loaded.cfg.method.get("doc_encoder", "teacher"))
+    if which == "student_copy":  # a frozen copy of the student as it started, before training
+        return starting_student(loaded)
+    if not teachers or which != "teacher":
         return loaded.student
     info = teachers[0]
     source = str(info.weights or "")
@@ -37,12 +42,26 @@ def document_encoder(loaded):
     return model.eval().requires_grad_(False)
 
 
+def starting_student(loaded):
+    """The run's student rebuilt as training found it: the arch (with its published weights when
+    ``student.pretrained``), then ``student.weights`` if given."""
+    from zoo.archs import arch_kwargs, create
+    from zoo.weights import load_weights
+
+    cfg = loaded.cfg.student
+    model = create(cfg.arch, loaded.datamodule.num_classes, loaded.datamodule.input_shape,
+                   pretrained=bool(cfg.pretrained), **arch_kwargs(cfg))
+    if cfg.get("weights"):
+        load_weights(model, Path(str(cfg.weights)))
+    return model.eval().requires_grad_(False)
+
+
 def _retrieval_run(run: str):
     from zoo.export.sources import load_run
 
     loaded = load_run(Path(run))
     if not hasattr(loaded.student, "encode") or not hasattr(loaded.datamodule, "sources"):
-        raise ConfigError(f"run '{run}' is not a retrieval run (its student is not a SPLADE encoder)",
+        raise ConfigError(f"run '{run}' is not a retrieval run (its student is not a SPLADE or dense encoder)",
                           "zoo index / zoo search take runs of disco_* tasks")
     return loaded
 
@@ -50,7 +69,9 @@ def _retrieval_run(run: str):
 def index_command(run: str, out: str | None, quant_scale: float = 100.0, say=print) -> int:
     import time
 
+    from zoo.data.retrieval_eval import is_dense
     from zoo.data.trec import iter_corpus, passage_text
+    from zoo.retrieval.dense import build_dense_index
     from zoo.retrieval.index import build_index
 
     loaded = _retrieval_run(run)
@@ -59,22 +80,28 @@ def index_command(run: str, out: str | None, quant_scale: float = 100.0, say=pri
     sep = str(loaded.cfg.data.get("title_sep", ". "))
     corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(loaded.datamodule.sources.corpus))
     started = time.perf_counter()
-    path = build_index(encoder, corpus, target, quant_scale=quant_scale,
-                       max_length=loaded.cfg.data.get("eval_max_length_doc"))
+    max_length = loaded.cfg.data.get("eval_max_length_doc")
+    if is_dense(encoder):  # a dense run (dense_ce): an exact faiss index instead of a Lucene one
+        path = build_dense_index(encoder, corpus, target, max_length=max_length)
+    else:
+        path = build_index(encoder, corpus, target, quant_scale=quant_scale, max_length=max_length)
     say(f"indexed {loaded.datamodule.sources.corpus} with {getattr(encoder, 'name', 'the document encoder')} "
         f"in {time.perf_counter() - started:.1f}s -> {path}")
     return 0
 
 
 def search_command(index: str, run: str, queries: str, k: int = 100, out: str | None = None, say=print) -> int:
+    from zoo.data.retrieval_eval import is_dense
     from zoo.data.trec import read_queries
+    from zoo.retrieval.dense import dense_search
     from zoo.retrieval.evaluate import write_trec_run
     from zoo.retrieval.search import search
 
     loaded = _retrieval_run(run)
     texts = read_queries(Path(queries))
-    result = search(Path(index), loaded.student.eval(), texts, k=k,
-                    max_length=loaded.cfg.data.get("eval_max_length_query"))
+    max_length = loaded.cfg.data.get("eval_max_length_query")
+    find = dense_search if is_dense(loaded.student) else search
+    result = find(Path(index), loaded.student.eval(), texts, k=k, max_length=max_length)
     path = write_trec_run(result, Path(out) if out else loaded.run_dir / "search.trec", tag=loaded.cfg.method.name)
     say(f"searched {len(texts)} queries (k={k}) -> {path}")
     return 0
