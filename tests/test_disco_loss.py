@@ -182,3 +182,16 @@ def test_lightning_fast_dev_run_trains_the_student_only(tiny_pair, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(torch.equal(doc_before[k], v) for k, v in teacher.state_dict().items())
     assert "val/candidate_mrr" in trainer.callback_metrics and "val/kd" in trainer.callback_metrics
+
+
+def test_splade_ce_gets_the_same_query_regularisers_as_disco(tiny_pair):
+    import copy
+
+    from zoo.methods.splade_ce import SpladeCE
+
+    student, teacher = tiny_pair
+    method = OmegaConf.create({"name": "splade_ce", "max_length_doc": 32, "max_length_query": 32, "flops_q": 0.5,
+                               "l1_q": 0.1})
+    module = SpladeCE(copy.deepcopy(student), [teacher], method, OmegaConf.create({"name": "adamw", "lr": 1e-3}))
+    losses = module.losses(BATCH)
+    assert set(losses) == {"ce", "flops_q", "l1_q", "anti_zero"}  # no KL: no distillation

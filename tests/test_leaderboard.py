@@ -10,6 +10,7 @@ from zoo import leaderboard
 from zoo.cli import main
 from zoo.errors import RecordError
 from zoo.paths import data_dir
+from zoo.records import read_record
 
 
 def test_committed_leaderboards_match_a_regeneration(tmp_path):
@@ -55,3 +56,18 @@ def test_bad_record_is_refused(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(RecordError):
         leaderboard.add([bad])
+
+
+def test_gain_is_measured_against_a_baseline_with_settings_and_ignored_settings_are_hidden():
+    """disco_mini's baseline arm is splade_ce, whose label carries settings: its rows still get a gain, and keys
+    splade_ce keeps only for disco's overrides (w_kd, ...) do not appear on its row."""
+    records = [read_record(p) for p in sorted((data_dir("leaderboards") / "records").glob("disco_mini__*.json"))]
+    baseline, metric = leaderboard.baseline_of("disco_mini")
+    rows = leaderboard.measured_rows(records, baseline, metric, "gain")
+    by_method = {row["method"].split(" ")[0]: row for row in rows if "untrained" not in row["method"]}
+    ce = [r.metrics[metric] for r in records if r.method == "splade_ce"]
+    disco = [r.metrics[metric] for r in records if r.method == "disco"]
+    assert by_method["disco"]["gain"] == f"{sum(disco) / len(disco) - sum(ce) / len(ce):+.4f}"
+    assert by_method["splade_ce"]["gain"] == "" and "w_kd" not in by_method["splade_ce"]["method"]
+    assert "w_kd=0.99" in by_method["disco"]["method"]
+    assert by_method["dense_ce"]["gain"] == ""  # another student: nothing to compare with

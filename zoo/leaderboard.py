@@ -73,9 +73,22 @@ def onnx_latency_ms(task: str, run_id: str) -> float | None:
     return rows[0]["ort"]["p50_ms"] if rows else None
 
 
+def ignored_settings(method: str) -> frozenset[str]:
+    """Config keys the method class declares it ignores (``ignored_settings``, e.g. splade_ce's KL weights, kept
+    only so that one override line serves every arm): they would make a row look like what it is not."""
+    from zoo.errors import UnknownNameError
+    from zoo.registry import METHODS
+
+    try:
+        return frozenset(getattr(METHODS.get(method), "ignored_settings", ()))
+    except UnknownNameError:  # a record of a method this version no longer has: show everything
+        return frozenset()
+
+
 def method_label(record: Record) -> str:
     """The method and its settings, so that differently tuned runs are different rows."""
-    settings = {k: v for k, v in sorted(record.config.get("method", {}).items()) if k != "name"}
+    hidden = {"name", *ignored_settings(record.method)}
+    settings = {k: v for k, v in sorted(record.config.get("method", {}).items()) if k not in hidden}
     label = record.method + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
     if record.config.get("trainer", {}).get("max_epochs") == 0:  # evaluated as it started, e.g. a zero-shot arm
         label += " untrained (trainer.max_epochs=0)"
@@ -128,15 +141,22 @@ def measured_rows(records: list[Record], baseline: str = "ce", metric: str = "te
     for record in records:
         teacher = " + ".join(t.name for t in record.teachers) or "—"
         groups[(method_label(record), teacher, record.student.name)].append(record)
-    ce_acc = {student: statistics.fmean(r.metrics[metric] for r in group)
-              for (label, _, student), group in groups.items() if label == baseline}
+    # The baseline row of each student: the group of the baseline method (whatever its settings), when there is
+    # exactly one (differently tuned baselines of one student would make the gain ambiguous).
+    baselines: dict[str, list[list[Record]]] = defaultdict(list)
+    for (_, _, student), group in groups.items():
+        if group[0].method == baseline:
+            baselines[student].append(group)
+    ce_acc = {student: statistics.fmean(r.metrics[metric] for r in found[0])
+              for student, found in baselines.items() if len(found) == 1}
     rows = []
     for (label, teacher, student), group in sorted(groups.items()):
         names = sorted({k for r in group for k in r.metrics if k.startswith("test/")})
         metrics = "; ".join(f"{k} {_fmt([r.metrics[k] for r in group if k in r.metrics])}" for k in names)
         accs = [r.metrics[metric] for r in group if metric in r.metrics]
         acc = statistics.fmean(accs) if len(accs) == len(group) else None
-        gain = "" if label == baseline or acc is None or student not in ce_acc else f"{acc - ce_acc[student]:+.4f}"
+        is_baseline = group[0].method == baseline
+        gain = "" if is_baseline or acc is None or student not in ce_acc else f"{acc - ce_acc[student]:+.4f}"
         passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
         latency = [ms for r in group if (ms := onnx_latency_ms(r.task, r.run_id)) is not None]
         rows.append({"source": "measured", "method": label, "teacher": teacher, "student": student,

@@ -32,6 +32,9 @@ from zoo.registry import METHODS
 
 @METHODS.register("dense_ce")
 class DenseCE(DiSCo):
+    ignored_settings = ("w_kd", "w_ce", "temperature", "fusion", "teacher_scores", "flops_q", "l1_q",
+                        "reg_warmup_steps", "anti_zero")  # kept in its YAML for disco's overrides; unused here
+
     def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
         if str(method_cfg.get("doc_encoder", "student_copy")) != "student_copy":
             raise ConfigError("dense_ce encodes documents with a frozen copy of the dense student",

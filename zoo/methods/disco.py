@@ -302,17 +302,20 @@ class DiSCo(DistillModule):
         losses = {"kd": disco_kl(scores, self.teacher_scores(batch, doc_reps), self.temperature, self.fusion)}
         if self.w_ce > 0:
             losses["ce"] = inbatch_contrastive(query_reps, doc_reps)
+        return {**losses, **self.regularisers(query_reps)}
+
+    def regularisers(self, query_reps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The query-side sparsity terms that are switched on, and the anti-zero term (weighted in loss_weights)."""
+        from zoo.archs.splade import flops_reg, l1_reg
+
+        terms = {}
         if self.flops_q > 0:
-            from zoo.archs.splade import flops_reg
-
-            losses["flops_q"] = flops_reg(query_reps)
+            terms["flops_q"] = flops_reg(query_reps)
         if self.l1_q > 0:
-            from zoo.archs.splade import l1_reg
-
-            losses["l1_q"] = l1_reg(query_reps)
+            terms["l1_q"] = l1_reg(query_reps)
         if self.use_anti_zero:
-            losses["anti_zero"] = anti_zero(query_reps)
-        return losses
+            terms["anti_zero"] = anti_zero(query_reps)
+        return terms
 
     def loss_weights(self) -> dict[str, float]:
         factor = reg_factor(int(self.global_step), self.reg_warmup)

@@ -28,6 +28,9 @@ from zoo.registry import METHODS
 
 @METHODS.register("splade_ce")
 class SpladeCE(DiSCo):
+    # Kept in its YAML so that disco's overrides apply to every arm, but unused: not shown on leaderboards.
+    ignored_settings = ("w_kd", "w_ce", "temperature", "fusion", "teacher_scores")
+
     def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
         super().__init__(student, teachers, method_cfg, optim_cfg, num_classes, cache)
         self.w_kd, self.w_ce = 0.0, 1.0  # no distillation, whatever the config says
@@ -35,10 +38,7 @@ class SpladeCE(DiSCo):
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         doc_reps = self.encode_docs(batch["docs"])
         query_reps = self.student.encode(batch[self.query_key], self.max_q)
-        losses = {"ce": inbatch_contrastive(query_reps, doc_reps)}
-        if self.use_anti_zero:
-            losses["anti_zero"] = anti_zero(query_reps)
-        return losses
+        return {"ce": inbatch_contrastive(query_reps, doc_reps), **self.regularisers(query_reps)}
 
 
 @METHODS.register("splade_bi")
