@@ -58,3 +58,22 @@ def test_dense_minilm_faiss_baseline(tmp_path):
     assert max(run["q1"], key=run["q1"].get) == "d2" and max(run["q2"], key=run["q2"].get) == "d1"
     assert all(-1.0 <= s <= 1.0 + 1e-5 for docs_ in run.values() for s in docs_.values())  # cosine
     assert evaluate(run, {"q1": {"d2": 1}, "q2": {"d1": 1}})["mrr@10"] == 1.0
+
+
+def test_eval_indexes_left_by_killed_processes_are_removed(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from zoo.data.retrieval_eval import INDEX_PREFIX, remove_orphaned_indexes
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f"{INDEX_PREFIX}{int(gone.stdout)}-abc123"
+    mine = tmp_path / f"{INDEX_PREFIX}{os.getpid()}-def456"
+    unrelated = tmp_path / f"{INDEX_PREFIX}old_style"  # no pid in the name: not ours to judge
+    for folder in (orphan, mine, unrelated):
+        (folder / "index").mkdir(parents=True)
+    assert remove_orphaned_indexes() == [orphan]
+    assert not orphan.exists() and mine.exists() and unrelated.exists()

@@ -20,6 +20,7 @@ between (a bi-encoder recipe) gets a fresh index.
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,32 @@ def weights_digest(model: torch.nn.Module) -> str:
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().float().sum().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+INDEX_PREFIX = "zoo-eval-index-"
+
+
+def remove_orphaned_indexes() -> list[Path]:
+    """Delete the evaluation indexes that killed processes left in the temp folder (a TemporaryDirectory is
+    only cleaned up by a process that exits normally); their folder names carry the owner's pid."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{INDEX_PREFIX}*-*"):
+        owner = folder.name[len(INDEX_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def is_dense(encoder) -> bool:
@@ -53,7 +80,8 @@ def corpus_index(datamodule, doc_encoder) -> Path:
     key = (id(doc_encoder), weights_digest(doc_encoder))
     cache = datamodule.__dict__.setdefault("_zoo_indexes", {})
     if key not in cache:
-        folder = tempfile.TemporaryDirectory(prefix="zoo-eval-index-")
+        remove_orphaned_indexes()
+        folder = tempfile.TemporaryDirectory(prefix=f"{INDEX_PREFIX}{os.getpid()}-")
         sep = str(datamodule.cfg.get("title_sep", ". "))
         corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(datamodule.sources.corpus))
         max_length = datamodule.cfg.get("eval_max_length_doc")  # None = the encoder's own
