@@ -40,6 +40,12 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
     if weights and len(weights) != len(names):
         raise ValueError(f"teacher.weights lists {len(weights)} file(s) for {len(names)} teacher arch(s)")
     teachers, infos = [], []
+    said: list[str] = []
+
+    def say_and_keep(text: str) -> None:
+        said.append(text)
+        say(text)
+
     pretrained = bool(cfg.teacher.get("pretrained", False))
     kwargs = arch_kwargs(cfg.teacher)
     for i, name in enumerate(names):
@@ -51,7 +57,7 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         elif pretrained:
             source = f"pretrained:{name}"  # the arch's own published weights (timm: from the HF hub)
         else:
-            source = str(trained_teacher_path(cfg, name, datamodule, say))
+            source = str(trained_teacher_path(cfg, name, datamodule, say_and_keep))
             load_weights(model, Path(source))
         teachers.append(model.eval().requires_grad_(False))
         infos.append(ModelInfo(name=name, params=count_params(model), weights=source,
@@ -62,7 +68,9 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         metrics = datamodule.evaluate(teachers, "test", device=eval_device(cfg), role="teacher")
     for teacher in teachers:
         teacher.cpu()  # the method module moves them where training runs
-    say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline(datamodule, metrics)}")
+    line = f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline(datamodule, metrics)}"
+    if line not in said:  # a lone teacher trained just now has said this already
+        say(line)
     return teachers, infos, metrics
 
 
