@@ -62,16 +62,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def is_dense(encoder) -> bool:
-    """A dense encoder (zoo.archs.dense: fixed-size vectors, faiss) rather than a SPLADE one (terms, Lucene)."""
-    return hasattr(encoder, "dim") and not hasattr(encoder, "vocab_size")
-
-
 def corpus_index(datamodule, doc_encoder) -> Path:
     """The index of ``datamodule``'s documents under ``doc_encoder``, built on first use and kept: Lucene impact
     index for a SPLADE encoder, exact faiss inner-product index for a dense one."""
     from zoo.data.trec import iter_corpus, passage_text
-    from zoo.retrieval.dense import build_dense_index
     from zoo.retrieval.index import build_index
 
     given = datamodule.cfg.get("eval_index")
@@ -85,12 +79,8 @@ def corpus_index(datamodule, doc_encoder) -> Path:
         sep = str(datamodule.cfg.get("title_sep", ". "))
         corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(datamodule.sources.corpus))
         max_length = datamodule.cfg.get("eval_max_length_doc")  # None = the encoder's own
-        if is_dense(doc_encoder):
-            path = build_dense_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
-                                     progress=False)
-        else:
-            path = build_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
-                               progress=False, keep_vectors=True, isolate=True)
+        path = build_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
+                           progress=False, keep_vectors=True, isolate=True)  # a dense encoder: faiss, in here
         cache[key] = (folder, path)  # the TemporaryDirectory object lives as long as the data module
     return cache[key][1]
 
@@ -98,7 +88,6 @@ def corpus_index(datamodule, doc_encoder) -> Path:
 @torch.no_grad()
 def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_encoder,
                        query_kind: str = "conversation") -> dict[str, float]:
-    from zoo.retrieval.dense import dense_search
     from zoo.retrieval.evaluate import evaluate
     from zoo.retrieval.search import search
 
@@ -107,11 +96,8 @@ def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_e
     index = corpus_index(datamodule, doc_encoder)
     queries = datamodule.queries(split, query_kind)
     max_length = datamodule.cfg.get("eval_max_length_query")
-    k = int(datamodule.cfg.get("eval_k", 100))
-    if is_dense(doc_encoder):
-        run = dense_search(index, query_encoder, queries, k=k, max_length=max_length)
-    else:
-        run = search(index, query_encoder, queries, k=k, max_length=max_length, isolate=True)
+    run = search(index, query_encoder, queries, k=int(datamodule.cfg.get("eval_k", 100)), max_length=max_length,
+                 isolate=True)
     metrics = evaluate(run, datamodule.qrels(split))
     return {f"{prefix}/{name}": float(metrics[name]) for name in METRICS}
 

@@ -69,9 +69,7 @@ def _retrieval_run(run: str):
 def index_command(run: str, out: str | None, quant_scale: float = 100.0, say=print) -> int:
     import time
 
-    from zoo.data.retrieval_eval import is_dense
     from zoo.data.trec import iter_corpus, passage_text
-    from zoo.retrieval.dense import build_dense_index
     from zoo.retrieval.index import build_index
 
     loaded = _retrieval_run(run)
@@ -80,28 +78,22 @@ def index_command(run: str, out: str | None, quant_scale: float = 100.0, say=pri
     sep = str(loaded.cfg.data.get("title_sep", ". "))
     corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(loaded.datamodule.sources.corpus))
     started = time.perf_counter()
-    max_length = loaded.cfg.data.get("eval_max_length_doc")
-    if is_dense(encoder):  # a dense run (dense_ce): an exact faiss index instead of a Lucene one
-        path = build_dense_index(encoder, corpus, target, max_length=max_length)
-    else:
-        path = build_index(encoder, corpus, target, quant_scale=quant_scale, max_length=max_length)
+    path = build_index(encoder, corpus, target, quant_scale=quant_scale,  # a dense encoder (dense_ce): faiss
+                       max_length=loaded.cfg.data.get("eval_max_length_doc"))
     say(f"indexed {loaded.datamodule.sources.corpus} with {getattr(encoder, 'name', 'the document encoder')} "
         f"in {time.perf_counter() - started:.1f}s -> {path}")
     return 0
 
 
 def search_command(index: str, run: str, queries: str, k: int = 100, out: str | None = None, say=print) -> int:
-    from zoo.data.retrieval_eval import is_dense
     from zoo.data.trec import read_queries
-    from zoo.retrieval.dense import dense_search
     from zoo.retrieval.evaluate import write_trec_run
     from zoo.retrieval.search import search
 
     loaded = _retrieval_run(run)
     texts = read_queries(Path(queries))
-    max_length = loaded.cfg.data.get("eval_max_length_query")
-    find = dense_search if is_dense(loaded.student) else search
-    result = find(Path(index), loaded.student.eval(), texts, k=k, max_length=max_length)
+    result = search(Path(index), loaded.student.eval(), texts, k=k,  # a faiss index: dense_search
+                    max_length=loaded.cfg.data.get("eval_max_length_query"))
     path = write_trec_run(result, Path(out) if out else loaded.run_dir / "search.trec", tag=loaded.cfg.method.name)
     say(f"searched {len(texts)} queries (k={k}) -> {path}")
     return 0
