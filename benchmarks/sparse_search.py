@@ -49,7 +49,6 @@ def run_index(root: Path, args) -> tuple[Path, dict[str, dict[str, int]]]:
     """The run's corpus index (built under ``root`` unless ``--index``) and its split's encoded queries."""
     import torch
 
-    from zoo.data.trec import iter_corpus, passage_text
     from zoo.export.sources import load_run
     from zoo.retrieval.commands import document_encoder
     from zoo.retrieval.index import build_index, read_meta
@@ -59,9 +58,7 @@ def run_index(root: Path, args) -> tuple[Path, dict[str, dict[str, int]]]:
     loaded = load_run(Path(args.run))
     index = Path(args.index) if args.index else None
     if index is None:
-        sep = str(loaded.cfg.data.get("title_sep", ". "))
-        corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(loaded.datamodule.sources.corpus))
-        index = build_index(document_encoder(loaded), corpus, root / "index", progress=False,
+        index = build_index(document_encoder(loaded), loaded.datamodule.collection(), root / "index", progress=False,
                             max_length=loaded.cfg.data.get("eval_max_length_doc"))
     queries = loaded.datamodule.queries(args.split, "conversation")
     weights = encode_queries(loaded.student.eval(), queries, float(read_meta(index)["quant_scale"]),

@@ -296,6 +296,12 @@ class ConvRetrievalDataModule(ZooDataModule):
 
     # -- what evaluation needs
 
+    def collection(self) -> Iterator[tuple[str, str]]:
+        """``(doc id, passage text)`` for every document of the collection file (not only those held for
+        training), as an index encodes them."""
+        sep = str(self.cfg.get("title_sep", ". "))
+        return ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(self.sources.corpus))
+
     def queries(self, split: str, kind: str = "conversation") -> dict[str, str]:
         """``{qid: text}`` for every turn of a split: ``conversation``, ``utterance`` or ``rewrite``."""
         cfg, turns = self.cfg, self.sets[split].turns()

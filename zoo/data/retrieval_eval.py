@@ -65,7 +65,6 @@ def _alive(pid: int) -> bool:
 def corpus_index(datamodule, doc_encoder) -> Path:
     """The index of ``datamodule``'s documents under ``doc_encoder``, built on first use and kept: Lucene impact
     index for a SPLADE encoder, exact faiss inner-product index for a dense one."""
-    from zoo.data.trec import iter_corpus, passage_text
     from zoo.retrieval.index import build_index
 
     given = datamodule.cfg.get("eval_index")
@@ -76,10 +75,8 @@ def corpus_index(datamodule, doc_encoder) -> Path:
     if key not in cache:
         remove_orphaned_indexes()
         folder = tempfile.TemporaryDirectory(prefix=f"{INDEX_PREFIX}{os.getpid()}-")
-        sep = str(datamodule.cfg.get("title_sep", ". "))
-        corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(datamodule.sources.corpus))
         max_length = datamodule.cfg.get("eval_max_length_doc")  # None = the encoder's own
-        path = build_index(doc_encoder, corpus, Path(folder.name) / "index", max_length=max_length,
+        path = build_index(doc_encoder, datamodule.collection(), Path(folder.name) / "index", max_length=max_length,
                            progress=False, keep_vectors=True, isolate=True)  # a dense encoder: faiss, in here
         cache[key] = (folder, path)  # the TemporaryDirectory object lives as long as the data module
     return cache[key][1]

@@ -69,16 +69,14 @@ def _retrieval_run(run: str):
 def index_command(run: str, out: str | None, quant_scale: float = 100.0, say=print) -> int:
     import time
 
-    from zoo.data.trec import iter_corpus, passage_text
     from zoo.retrieval.index import build_index
 
     loaded = _retrieval_run(run)
     encoder = document_encoder(loaded)
     target = Path(out) if out else loaded.run_dir / "index"
-    sep = str(loaded.cfg.data.get("title_sep", ". "))
-    corpus = ((doc.id, passage_text(doc, sep)) for doc in iter_corpus(loaded.datamodule.sources.corpus))
     started = time.perf_counter()
-    path = build_index(encoder, corpus, target, quant_scale=quant_scale,  # a dense encoder (dense_ce): faiss
+    # build_index sends a dense encoder (dense_ce) to an exact faiss index
+    path = build_index(encoder, loaded.datamodule.collection(), target, quant_scale=quant_scale,
                        max_length=loaded.cfg.data.get("eval_max_length_doc"))
     say(f"indexed {loaded.datamodule.sources.corpus} with {getattr(encoder, 'name', 'the document encoder')} "
         f"in {time.perf_counter() - started:.1f}s -> {path}")
