@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from zoo.config import compose
 from zoo.data.conversations import Utterance, conversation_text, read_cast, read_qrecc, read_topiocqa
 from zoo.data.trec import Doc, write_corpus_tsv, write_qrels
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
 from zoo.registry import DATASETS
 
 
@@ -173,6 +173,19 @@ def test_teacher_window_negatives_and_scores(topiocqa_files):
     outside = dm.splits["train"][(0, 0)]  # row 0: positive 11 is ranked 2nd, outside the window
     assert outside["teacher_scores"][0] == 88.0  # falls back to the window's maximum
     assert example["conversation"] == "when was it published [SEP] Frank Herbert [SEP] who wrote dune"
+
+
+def test_positive_score_top_never_ranks_the_positive_below_a_candidate(topiocqa_files):
+    run = [str(topiocqa_files / "run.json")]
+    spec = topiocqa_module(topiocqa_files, teacher_runs=run, negatives={"count": 4, "window": [0, 8]})
+    top = topiocqa_module(topiocqa_files, teacher_runs=run,
+                          negatives={"count": 4, "window": [0, 8], "positive_score": "top"})
+    # row 1: positive 12 is the teacher's 3rd (score 88) behind docs 10 (90) and 11 (89), both in the window
+    assert spec.splits["train"][(0, 1)]["teacher_scores"][0] == 88.0
+    assert top.splits["train"][(0, 1)]["teacher_scores"][0] == 90.0
+    assert top.splits["train"][(0, 1)]["negative_ids"] == spec.splits["train"][(0, 1)]["negative_ids"]
+    with pytest.raises(ConfigError, match="positive_score must be 'window' or 'top', got 'best'"):
+        topiocqa_module(topiocqa_files, teacher_runs=run, negatives={"positive_score": "best"})
 
 
 def test_sampling_is_seeded_by_epoch_and_index(topiocqa_files):

@@ -164,3 +164,20 @@ def test_disco_topiocqa_missing_files_is_one_line(tmp_path, capsys):
     assert main(["train", "task=disco_topiocqa", f"data.root={tmp_path}", "trainer=cpu"]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "train.json" in err and "Traceback" not in err
+
+
+def test_distillation_sampling_settings_keep_the_stored_teacher():
+    """The teacher is trained before any teacher run exists: the rank window and the t+ rule cannot change it."""
+    from types import SimpleNamespace
+
+    from zoo.config import compose
+    from zoo.teachers import stored_weights_key
+
+    def key(*overrides):
+        cfg = compose("disco_mini", list(overrides))
+        return stored_weights_key(cfg, cfg.teacher.arch, cfg.teacher.recipe, SimpleNamespace(fingerprint="f"))
+
+    assert key() == key("data.negatives.window=[3,50]") == key("data.negatives.positive_score=top")
+    assert key() != key("teacher.recipe.epochs=2") != key("data.negatives.count=4")
+    with_run_files = ("data.teacher_runs=[run.trec]",)  # with run files the teacher trains on, the window stays in
+    assert key(*with_run_files) != key(*with_run_files, "data.negatives.window=[3,50]")

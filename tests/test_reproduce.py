@@ -72,8 +72,22 @@ def test_arm_specs_name_method_and_own_overrides():
     from zoo.errors import ConfigError
     from zoo.reproduce import arm_spec
 
-    assert arm_spec("kd") == ("kd", "kd", [])
+    assert arm_spec("kd") == ("kd", "kd", [], None)
     assert arm_spec({"name": "kd1", "method": "kd_t2", "overrides": ["teacher.arch=[convnet.base]"]}) == \
-        ("kd1", "kd_t2", ["teacher.arch=[convnet.base]"])
+        ("kd1", "kd_t2", ["teacher.arch=[convnet.base]"], None)
+    assert arm_spec({"name": "zero", "method": "ce", "seeds": 1})[3] == 1
     with pytest.raises(ConfigError, match="not a method name"):
         arm_spec({"method": "kd", "seed": 3})
+
+
+def test_an_arm_keeps_its_own_settings_and_seed_cap(runs, capsys, tmp_path):
+    arms = 'reproduce.arms=[kd, {name: short, method: ce, seeds: 1, overrides: ["trainer.max_epochs=1"]}]'
+    assert main(["reproduce", "task=kd_digits", "seeds=2", *QUICK, *runs, "trainer.max_epochs=2", arms,
+                 "reproduce.expected={}"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("note: arm short sets trainer.max_epochs itself; trainer.max_epochs=2 does not apply to it") == 1
+    summary = json.loads(next((tmp_path / "runs" / "kd_digits").glob("reproduce-*.json")).read_text())
+    assert len(summary["arms"]["kd"]["values"]) == 2 and len(summary["arms"]["short"]["values"]) == 1
+    records = [json.loads(open(path).read()) for path in summary["records"]]
+    epochs = {(r["method"], r["seed"]): r["config"]["trainer"]["max_epochs"] for r in records}
+    assert epochs == {("kd", 0): 2, ("kd", 1): 2, ("ce", 0): 1}

@@ -3,7 +3,9 @@
 The arms (``reproduce.arms``, at least the baseline and the task's method) share the
 teacher, which is trained once. An arm is a method option (``kd``) or a mapping
 ``{name: kd_single, method: kd, overrides: ["teacher.arch=[convnet.base]"]}``
-for an arm that differs in more than its method (e.g. one teacher of an ensemble).
+for an arm that differs in more than its method (e.g. one teacher of an ensemble). The
+arm's own overrides define it, so they win over the user's (with a note), and ``seeds: 1``
+marks an arm that does not depend on the seed (an untrained reference): it runs once.
 The table gives mean ± sample std per arm and the gain over the baseline arm
 (``reproduce.baseline``: ``ce`` unless the task names another, e.g. a detector trained alone);
 ``reproduce.expected`` ranges turn it into OK / FAIL.
@@ -22,17 +24,30 @@ from zoo.config import compose, group_options, split_override
 from zoo.records import atomic_write_text, now_iso
 
 
-def arm_spec(entry: Any) -> tuple[str, str, list[str]]:
-    """(label, method option, the arm's own overrides) of one ``reproduce.arms`` entry."""
+def arm_spec(entry: Any) -> tuple[str, str, list[str], int | None]:
+    """(label, method option, the arm's own overrides, its seed cap or None) of one ``reproduce.arms`` entry."""
     if isinstance(entry, str):
-        return entry, entry, []
-    unknown = set(entry) - {"name", "method", "overrides"}
+        return entry, entry, [], None
+    unknown = set(entry) - {"name", "method", "overrides", "seeds"}
     if unknown or "method" not in entry:
         from zoo.errors import ConfigError
 
-        raise ConfigError(f"reproduce arm {dict(entry)} is not a method name or {{name, method, overrides}}",
+        raise ConfigError(f"reproduce arm {dict(entry)} is not a method name or {{name, method, overrides, seeds}}",
                           f"unknown keys: {sorted(unknown)}" if unknown else "give the arm a 'method'")
-    return str(entry.get("name", entry["method"])), str(entry["method"]), [str(o) for o in entry.get("overrides", [])]
+    cap = entry.get("seeds")
+    if cap is not None and int(cap) < 1:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"reproduce arm {entry.get('name', entry['method'])}: seeds must be at least 1, got {cap}")
+    return (str(entry.get("name", entry["method"])), str(entry["method"]),
+            [str(o) for o in entry.get("overrides", [])], None if cap is None else int(cap))
+
+
+def shadowed(own: list[str], overrides: list[str]) -> list[str]:
+    """The user's overrides whose key the arm sets itself (the arm's value is the one used), the last per key."""
+    own_keys = {split_override(text)[0] for text in own}
+    last = {split_override(text)[0]: text for text in overrides}
+    return [text for key, text in last.items() if key in own_keys]
 
 
 def arm_overrides(arm: str, overrides: list[str]) -> list[str]:
@@ -65,7 +80,7 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
 
     base = compose(task, overrides)
     arms = [arm_spec(entry) for entry in OmegaConf.to_container(base.reproduce.arms, resolve=True)]
-    labels = [label for label, _, _ in arms]
+    labels = [arm[0] for arm in arms]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"reproduce arms repeat a name: {labels}", "give each mapping arm its own 'name'")
     if only:
@@ -73,17 +88,22 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
         if unknown:
             raise ConfigError(f"task {task} has no arm {', '.join(unknown)}", f"its arms: {', '.join(labels)}")
         arms = [arm for arm in arms if arm[0] in only]
-        labels = [label for label, _, _ in arms]
+        labels = [arm[0] for arm in arms]
     seeds = int(seeds or base.reproduce.seeds)
     metric = base.reproduce.metric
     baseline_arm = str(base.reproduce.get("baseline", "ce"))
     scores: dict[str, list[float]] = {label: [] for label in labels}
     teacher_scores: dict[str, float] = {}  # per teacher set: an arm may use one teacher of the ensemble
     records: list[str] = []
+    for label, _, own, _ in arms:
+        for text in shadowed(own, overrides):
+            console.print(f"note: arm {label} sets {split_override(text)[0]} itself; {text} does not apply to it")
     for seed in range(seeds):
-        for label, method, own in arms:
-            console.print(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{seeds}")
-            cfg = compose(task, own + arm_overrides(method, overrides) + [f"seed={seed}"])
+        for label, method, own, cap in arms:
+            if cap is not None and seed >= cap:
+                continue
+            console.print(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{min(seeds, cap or seeds)}")
+            cfg = compose(task, arm_overrides(method, overrides) + own + [f"seed={seed}"])
             result = train(cfg, say=console.print)
             scores[label].append(float(result.record.metrics[metric]))
             if result.record.teacher_metrics:

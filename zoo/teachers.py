@@ -98,11 +98,10 @@ def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
                         kwargs=arch_kwargs(cfg.student))
 
 
-def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
-                 kwargs: dict | None = None) -> Path:
-    """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
-    from filelock import FileLock
-
+def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: str = "teacher",
+                       kwargs: dict | None = None) -> dict:
+    """What weights trained by a recipe depend on: arch, recipe and the data, less the settings that only shape
+    what comes after them (distillation sampling), so that changing those reuses the stored file."""
     recipe = OmegaConf.to_container(recipe_cfg, resolve=True)
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if not (data_cfg.get("augment") or {}).get("enabled", False):
@@ -111,6 +110,8 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
         data_cfg["teacher_runs"] = [run for run in data_cfg["teacher_runs"] if run != "teacher"]
         if not data_cfg["teacher_runs"]:  # and without runs the rank window picks nothing
             data_cfg.get("negatives", {}).pop("window", None)
+    # A teacher's own training reads no teacher scores: how t+ is set in the distillation targets cannot change it.
+    data_cfg.get("negatives", {}).pop("positive_score", None)
     # No ensemble position in the key: training depends on arch, recipe and data only, so a teacher
     # of an ensemble is the same file as that arch alone (e.g. a single-teacher arm of the same task).
     key = {"arch": name, "recipe": recipe, "data": datamodule.fingerprint,
@@ -119,6 +120,16 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
         key["role"] = role
     if kwargs:  # likewise only where there are any, so stored weights of archs without kwargs stay valid
         key["kwargs"] = kwargs
+    return key
+
+
+def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
+                 kwargs: dict | None = None) -> Path:
+    """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
+    from filelock import FileLock
+
+    recipe = OmegaConf.to_container(recipe_cfg, resolve=True)
+    key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
     weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")

@@ -50,7 +50,7 @@ from zoo.data import conv_mini
 from zoo.data.base import ZooDataModule
 from zoo.data.conversations import ConversationSet, Turn, conversation_text, read_conversations, with_rewrites
 from zoo.data.trec import Doc, Qrels, Run, fuse_runs, iter_corpus, passage_text, ranked, read_queries, read_run
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
 from zoo.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
@@ -92,6 +92,9 @@ class ConvExamples(Dataset):
         self.texts, self.doc_ids, self.pool = texts, doc_ids, pool
         self.count = int(cfg.negatives.count)
         start, stop = (int(v) for v in cfg.negatives.window)
+        positive_score = cfg.negatives.get("positive_score", "window")
+        if positive_score not in ("window", "top"):
+            raise ConfigError(f"data.negatives.positive_score must be 'window' or 'top', got {positive_score!r}")
         self.seed = seed
         self.rows: list[dict[str, Any]] = []
         self.skipped = {"no_positive": 0, "no_run": 0}
@@ -114,7 +117,10 @@ class ConvExamples(Dataset):
                 # t+ is the positive's own score when the teacher ranked it inside the window, else the window max
                 window_max = max(score for _, score in window)
                 in_window = dict(window)
-                row["positive_scores"] = np.array([in_window.get(d, window_max) for d in positives], dtype=np.float32)
+                positive_scores = [in_window.get(d, window_max) for d in positives]
+                if positive_score == "top":  # never below a candidate, even where the teacher ranked it lower
+                    positive_scores = [max(score, window_max) for score in positive_scores]
+                row["positive_scores"] = np.array(positive_scores, dtype=np.float32)
                 row["candidates"] = np.array([doc_index[d] for d, _ in keep], dtype=np.int64)
                 row["candidate_scores"] = np.array([s for _, s in keep], dtype=np.float32)
             self.rows.append(row)
