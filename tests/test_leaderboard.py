@@ -71,3 +71,6 @@ def test_gain_is_measured_against_a_baseline_with_settings_and_ignored_settings_
     assert by_method["splade_ce"]["gain"] == "" and "w_kd" not in by_method["splade_ce"]["method"]
     assert "w_kd=0.99" in by_method["disco"]["method"]
     assert by_method["dense_ce"]["gain"] == ""  # another student: nothing to compare with
+    # the dense baseline only trained on candidates the SPLADE teacher mined; disco distils from that teacher
+    assert by_method["dense_ce"]["teacher"] == "splade.minilm_small (mined the candidates only)"
+    assert by_method["disco"]["teacher"] == "splade.minilm_small"

@@ -85,6 +85,22 @@ def ignored_settings(method: str) -> frozenset[str]:
         return frozenset()
 
 
+def teacher_label(record: Record) -> str:
+    """The teachers of a record, with what the method used them for where it says (``teacher_use``): a dense
+    baseline only trains on candidates its SPLADE teacher mined, and should not read as distilled from it."""
+    from zoo.errors import UnknownNameError
+    from zoo.registry import METHODS
+
+    names = " + ".join(t.name for t in record.teachers)
+    if not names:
+        return "—"
+    try:
+        use = getattr(METHODS.get(record.method), "teacher_use", "")
+    except UnknownNameError:
+        use = ""
+    return f"{names} ({use})" if use else names
+
+
 def method_label(record: Record) -> str:
     """The method and its settings, so that differently tuned runs are different rows."""
     hidden = {"name", *ignored_settings(record.method)}
@@ -139,7 +155,7 @@ def measured_rows(records: list[Record], baseline: str = "ce", metric: str = "te
                   gain_key: str = "gain over ce") -> list[dict[str, str]]:
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
-        teacher = " + ".join(t.name for t in record.teachers) or "—"
+        teacher = teacher_label(record)
         groups[(method_label(record), teacher, record.student.name)].append(record)
     # The baseline row of each student: the group of the baseline method (whatever its settings), when there is
     # exactly one (differently tuned baselines of one student would make the gain ambiguous).

@@ -34,6 +34,7 @@ from zoo.registry import METHODS
 class DenseCE(DiSCo):
     ignored_settings = ("w_kd", "w_ce", "temperature", "fusion", "teacher_scores", "flops_q", "l1_q",
                         "reg_warmup_steps", "anti_zero")  # kept in its YAML for disco's overrides; unused here
+    teacher_use = "mined the candidates only"  # leaderboard teacher column: nothing is distilled from it
 
     def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
         if str(method_cfg.get("doc_encoder", "student_copy")) != "student_copy":
