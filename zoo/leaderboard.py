@@ -24,6 +24,7 @@ import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -73,32 +74,30 @@ def onnx_latency_ms(task: str, run_id: str) -> float | None:
     return rows[0]["ort"]["p50_ms"] if rows else None
 
 
-def ignored_settings(method: str) -> frozenset[str]:
-    """Config keys the method class declares it ignores (``ignored_settings``, e.g. splade_ce's KL weights, kept
-    only so that one override line serves every arm): they would make a row look like what it is not."""
+def declared(method: str, attribute: str, default: Any) -> Any:
+    """A class attribute the method declares for leaderboards, or ``default``, also for a record of a method this
+    version no longer has."""
     from zoo.errors import UnknownNameError
     from zoo.registry import METHODS
 
     try:
-        return frozenset(getattr(METHODS.get(method), "ignored_settings", ()))
-    except UnknownNameError:  # a record of a method this version no longer has: show everything
-        return frozenset()
+        return getattr(METHODS.get(method), attribute, default)
+    except UnknownNameError:
+        return default
+
+
+def ignored_settings(method: str) -> frozenset[str]:
+    """Config keys the method class declares it ignores (``ignored_settings``, e.g. splade_ce's KL weights, kept
+    only so that one override line serves every arm): they would make a row look like what it is not."""
+    return frozenset(declared(method, "ignored_settings", ()))
 
 
 def teacher_label(record: Record) -> str:
     """The teachers of a record, with what the method used them for where it says (``teacher_use``): a dense
     baseline only trains on candidates its SPLADE teacher mined, and should not read as distilled from it."""
-    from zoo.errors import UnknownNameError
-    from zoo.registry import METHODS
-
     names = " + ".join(t.name for t in record.teachers)
-    if not names:
-        return "—"
-    try:
-        use = getattr(METHODS.get(record.method), "teacher_use", "")
-    except UnknownNameError:
-        use = ""
-    return f"{names} ({use})" if use else names
+    use = declared(record.method, "teacher_use", "")
+    return "—" if not names else f"{names} ({use})" if use else names
 
 
 def method_label(record: Record) -> str:
