@@ -96,8 +96,10 @@ def teacher_label(record: Record) -> str:
     """The teachers of a record, with what the method used them for where it says (``teacher_use``): a dense
     baseline only trains on candidates its SPLADE teacher mined, and should not read as distilled from it."""
     names = " + ".join(t.name for t in record.teachers)
+    if not names:
+        return "—"
     use = declared(record.method, "teacher_use", "")
-    return "—" if not names else f"{names} ({use})" if use else names
+    return f"{names} ({use})" if use else names
 
 
 def method_label(record: Record) -> str:

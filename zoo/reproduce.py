@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zoo.config import compose, group_options, split_override
+from zoo.errors import ConfigError, did_you_mean
 from zoo.records import atomic_write_text, now_iso
 
 
@@ -30,14 +31,10 @@ def arm_spec(entry: Any) -> tuple[str, str, list[str], int | None]:
         return entry, entry, [], None
     unknown = set(entry) - {"name", "method", "overrides", "seeds"}
     if unknown or "method" not in entry:
-        from zoo.errors import ConfigError
-
         raise ConfigError(f"reproduce arm {dict(entry)} is not a method name or {{name, method, overrides, seeds}}",
                           f"unknown keys: {sorted(unknown)}" if unknown else "give the arm a 'method'")
     cap = entry.get("seeds")
     if cap is not None and int(cap) < 1:
-        from zoo.errors import ConfigError
-
         raise ConfigError(f"reproduce arm {entry.get('name', entry['method'])}: seeds must be at least 1, got {cap}")
     return (str(entry.get("name", entry["method"])), str(entry["method"]),
             [str(o) for o in entry.get("overrides", [])], None if cap is None else int(cap))
@@ -53,8 +50,6 @@ def shadowed(own: list[str], overrides: list[str]) -> list[str]:
 def arm_overrides(arm: str, overrides: list[str]) -> list[str]:
     """The user's overrides that apply to method ``arm``: method.* keys only where that method has them."""
     if arm not in group_options("method"):
-        from zoo.errors import ConfigError, did_you_mean
-
         raise ConfigError(f"unknown arm '{arm}'", did_you_mean(arm, group_options("method"), "methods"))
     from zoo.paths import data_dir
 
@@ -75,7 +70,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def reproduce(task: str, seeds: int | None, overrides: list[str], console: Console,
               only: list[str] | None = None) -> bool:
     """Every arm of ``task`` (or the arms named in ``only``) over ``seeds`` seeds; True when all are in range."""
-    from zoo.errors import ConfigError
     from zoo.train import train
 
     base = compose(task, overrides)

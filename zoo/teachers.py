@@ -98,6 +98,27 @@ def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
                         kwargs=arch_kwargs(cfg.student))
 
 
+def student_start_weights(cfg: Any, datamodule, say=print) -> str | None:
+    """The file the student starts from: ``student.weights``, else ``student.init_recipe``'s stored weights
+    (trained first if missing), else None (the arch's own initialisation, published or random)."""
+    if cfg.student.weights:
+        return str(cfg.student.weights)
+    if cfg.student.get("init_recipe"):
+        return str(trained_student_init(cfg, datamodule, say))
+    return None
+
+
+def create_student(cfg: Any, datamodule, weights: str | None) -> nn.Module:
+    """The student as training starts it: the run seed, then the arch (published weights when
+    ``student.pretrained``), then ``weights`` when given."""
+    L.seed_everything(int(cfg.seed), verbose=False)  # a random start is the same one on every rebuild
+    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
+                     pretrained=bool(cfg.student.pretrained), **arch_kwargs(cfg.student))
+    if weights:
+        load_weights(student, Path(weights))
+    return student
+
+
 def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: str = "teacher",
                        kwargs: dict | None = None) -> dict:
     """What weights trained by a recipe depend on: arch, recipe and the data, less the settings that only shape
@@ -128,8 +149,8 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
     """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on."""
     from filelock import FileLock
 
-    recipe = OmegaConf.to_container(recipe_cfg, resolve=True)
     key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
+    recipe = key["recipe"]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
     weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")

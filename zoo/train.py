@@ -53,11 +53,11 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import arch_kwargs, count_params, create
+    from zoo.archs import count_params
     from zoo.evaluate import eval_device, headline, model_flops
     from zoo.registry import DATASETS, METHODS
-    from zoo.teachers import prepare_teachers, trained_student_init
-    from zoo.weights import load_weights, save_weights
+    from zoo.teachers import create_student, prepare_teachers, student_start_weights
+    from zoo.weights import save_weights
 
     quiet_lightning()
     started = time.perf_counter()
@@ -73,16 +73,10 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         from zoo.soft_label_store import prepare_store
 
         store = prepare_store(cfg, datamodule, teachers, [info.name for info in teacher_infos], say)
-    student_init = cfg.student.weights
-    if not student_init and cfg.student.get("init_recipe"):
-        student_init = str(trained_student_init(cfg, datamodule, say))
+    student_init = student_start_weights(cfg, datamodule, say)
     teacher_seconds = time.perf_counter() - started
 
-    L.seed_everything(int(cfg.seed), verbose=False)
-    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
-                     pretrained=bool(cfg.student.pretrained), **arch_kwargs(cfg.student))
-    if student_init:
-        load_weights(student, Path(student_init))
+    student = create_student(cfg, datamodule, student_init)
     cache = make_teacher_cache(cfg, datamodule, teachers, teacher_infos)
     module = method_cls(student, teachers, cfg.method, cfg.optim, datamodule.num_classes, cache)
 

@@ -43,17 +43,11 @@ def document_encoder(loaded):
 
 
 def starting_student(loaded):
-    """The run's student rebuilt as training found it: the arch (with its published weights when
-    ``student.pretrained``), then ``student.weights`` if given."""
-    from zoo.archs import arch_kwargs, create
-    from zoo.weights import load_weights
+    """The run's student rebuilt as training found it (``zoo.teachers.create_student``), frozen."""
+    from zoo.teachers import create_student, student_start_weights
 
-    cfg = loaded.cfg.student
-    model = create(cfg.arch, loaded.datamodule.num_classes, loaded.datamodule.input_shape,
-                   pretrained=bool(cfg.pretrained), **arch_kwargs(cfg))
-    if cfg.get("weights"):
-        load_weights(model, Path(str(cfg.weights)))
-    return model.eval().requires_grad_(False)
+    weights = student_start_weights(loaded.cfg, loaded.datamodule)
+    return create_student(loaded.cfg, loaded.datamodule, weights).eval().requires_grad_(False)
 
 
 def _retrieval_run(run: str):
