@@ -14,17 +14,10 @@ from zoo.methods.dense_ce import DenseCE
 @pytest.fixture(scope="module")
 def tiny_dense():
     """A random 2-layer BERT (hidden 32) over the tiny SPLADE vocabulary, mean-pooled and normalised."""
-    from transformers import BertConfig, BertModel
+    from zoo.archs.dense import build_tiny as build_tiny_dense
+    from zoo.archs.splade import build_tiny
 
-    from zoo.archs.dense import DenseEncoder
-    from zoo.archs.splade import build_tiny, tiny_tokenizer
-
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-    return DenseEncoder(BertModel(config), tokenizer, max_length=32, name="dense.tiny"), build_tiny(max_length=32)
+    return build_tiny_dense(seed=0), build_tiny(max_length=32)
 
 
 def make(student, teachers, **cfg):

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from zoo.errors import ConfigError, DataError
 from zoo.methods import disco
-from zoo.methods.disco import DiSCo, disco_kl, fuse_runs, fuse_scores, inbatch_contrastive, sample_candidates
+from zoo.methods.disco import DiSCo, disco_kl, fuse_scores, inbatch_contrastive, sample_candidates
 
 
 def softmax(xs):
@@ -58,13 +58,6 @@ def test_multi_teacher_fusion_rules():
     assert disco_kl(s, full, fusion="mean_probs").item() == pytest.approx(kl(p, softmax([1, 0, 0])), rel=1e-5)
     with pytest.raises(ConfigError):
         fuse_scores(scores, "median")
-
-
-def test_fuse_runs_over_available_teachers():
-    a = {"q1": {"d1": 10.0, "d2": 4.0}}
-    b = {"q1": {"d1": 6.0, "d3": 2.0}, "q2": {"d9": 1.0}}
-    assert fuse_runs([a, b], "mean") == {"q1": {"d1": 8.0, "d2": 4.0, "d3": 2.0}, "q2": {"d9": 1.0}}
-    assert fuse_runs([a, b], "sum")["q1"] == {"d1": 16.0, "d2": 4.0, "d3": 2.0}
 
 
 def test_inbatch_contrastive_uses_every_negative_of_the_batch_but_no_other_positive():

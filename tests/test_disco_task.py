@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from zoo.data.trec import Doc, write_corpus_tsv
 from zoo.records import read_record
@@ -102,8 +103,17 @@ def test_dense_baseline_trains_evaluates_and_indexes_in_faiss(runs, mini_root, t
     trec = tmp_path / "run.trec"
     assert zoo("search", f"index={out}", f"run={run_dir}", f"queries={queries}", "k=3", f"out={trec}").returncode == 0
     assert len(trec.read_text().splitlines()) == 3
-    done = zoo("export", f"run={run_dir}")
-    assert done.returncode == 2 and "no ONNX exporter" in done.stderr and "Traceback" not in done.stderr
+    # the query encoder as ONNX, pooling and normalisation in the graph; it reproduces the torch query embedding
+    assert zoo("export", f"run={run_dir}").returncode == 0
+    from zoo.export.dense_onnx import OnnxDenseEncoder
+    from zoo.export.sources import load_run
+
+    report = json.loads((run_dir / "export" / "dense" / "export.json").read_text())
+    assert report["parity"]["texts"] > 1 and report["parity"]["max_abs_diff"] <= 1e-4
+    with torch.no_grad():
+        ref = load_run(run_dir).student.encode(["what does the shlex module do?"]).numpy()
+    deployed = OnnxDenseEncoder(run_dir / "export" / "dense").encode(["what does the shlex module do?"])
+    assert abs(deployed - ref).max() < 1e-4
 
 
 @pytest.mark.slow  # about 45 minutes on 2 cores: the teacher (about 5 min, once), then 3 seeds x 2 arms
@@ -181,3 +191,8 @@ def test_distillation_sampling_settings_keep_the_stored_teacher():
     assert key() != key("teacher.recipe.epochs=2") != key("data.negatives.count=4")
     with_run_files = ("data.teacher_runs=[run.trec]",)  # with run files the teacher trains on, the window stays in
     assert key(*with_run_files) != key(*with_run_files, "data.negatives.window=[3,50]")
+    # the default fusion rule for unlisted docs is the key from before the switch; another rule is other data
+    assert "teacher_missing" not in key()["data_cfg"]
+    assert key(*with_run_files) == key(*with_run_files, "data.teacher_missing=floor")  # one file: nothing to fuse
+    two_files = ("data.teacher_runs=[a.trec,b.trec]",)
+    assert key(*two_files) != key(*two_files, "data.teacher_missing=floor")

@@ -60,6 +60,19 @@ def test_fuse_runs_mean_sum_max_over_the_teachers_that_listed_a_doc():
         fuse_runs([a, b], "median")
 
 
+def test_fuse_runs_floor_gives_an_unlisted_doc_the_teachers_lowest_listed_score():
+    # teacher a scores on a larger scale than b; y is a's alone, x both list, z is b's alone
+    a, b = {"q": {"x": 30.0, "y": 28.0, "w": 20.0}}, {"q": {"x": 12.0, "z": 11.0, "v": 5.0}, "r": {"x": 1.0}}
+    skip = fuse_runs([a, b], "mean")
+    assert max(skip["q"], key=skip["q"].get) == "y"  # the scale of a alone puts y above the doc both teachers list
+    floor = fuse_runs([a, b], "mean", missing="floor")
+    assert floor["q"] == {"x": 21.0, "y": (28.0 + 5.0) / 2, "w": (20.0 + 5.0) / 2, "z": (20.0 + 11.0) / 2,
+                          "v": (20.0 + 5.0) / 2}
+    assert floor["r"] == {"x": 1.0}  # a has no list for r: it contributes nothing
+    with pytest.raises(DataError, match="did not list"):
+        fuse_runs([a, b], "mean", missing="zero")
+
+
 def test_queries_round_trip(tmp_path):
     write_queries({"0": "where is it?\tnow", "1": "and then"}, tmp_path / "q.tsv")
     assert read_queries(tmp_path / "q.tsv") == {"0": "where is it? now", "1": "and then"}

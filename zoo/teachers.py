@@ -133,6 +133,10 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
             data_cfg.get("negatives", {}).pop("window", None)
     # A teacher's own training reads no teacher scores: how t+ is set in the distillation targets cannot change it.
     data_cfg.get("negatives", {}).pop("positive_score", None)
+    # How several run files are fused matters only with two or more, and skip is the rule from before the switch
+    # existed: either way the key stays as it was, so stored teachers stay valid.
+    if data_cfg.get("teacher_missing") == "skip" or len(data_cfg.get("teacher_runs", [])) < 2:
+        data_cfg.pop("teacher_missing", None)
     # No ensemble position in the key: training depends on arch, recipe and data only, so a teacher
     # of an ensemble is the same file as that arch alone (e.g. a single-teacher arm of the same task).
     key = {"arch": name, "recipe": recipe, "data": datamodule.fingerprint,

@@ -44,14 +44,16 @@ class DenseEncoder(nn.Module):
         pooled = mean_pool(hidden, attention_mask)
         return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """input_ids and attention_mask on the encoder's device, padded to the longest, truncated."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt",
+                               max_length=int(max_length or self.max_length), return_token_type_ids=False)
+        return {key: batch[key].to(self.device) for key in ("input_ids", "attention_mask")}
+
     def encode(self, texts: Sequence[str], max_length: int | None = None, batch_size: int = 0) -> torch.Tensor:
         texts = list(texts)
         step = batch_size if batch_size > 0 else max(1, len(texts))
-        out = []
-        for i in range(0, len(texts), step):
-            batch = self.tokenizer(texts[i:i + step], padding=True, truncation=True, return_tensors="pt",
-                                   max_length=int(max_length or self.max_length), return_token_type_ids=False)
-            out.append(self(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)))
+        out = [self(**self.tokenize(texts[i:i + step], max_length)) for i in range(0, len(texts), step)]
         return torch.cat(out) if out else torch.zeros(0, self.dim, device=self.device)
 
 
@@ -69,3 +71,19 @@ def dense_minilm(num_classes=None, input_shape=None, pretrained: bool = True, ma
         else:
             model = AutoModel.from_config(AutoConfig.from_pretrained(path))
     return DenseEncoder(model, tokenizer, max_length, name="dense.minilm").eval()
+
+
+def build_tiny(hidden: int = 32, layers: int = 2, heads: int = 2, max_length: int = 32, seed: int = 0) -> DenseEncoder:
+    """A random small BERT over the tiny SPLADE vocabulary (zoo.archs.splade.tiny_tokenizer), for tests."""
+    from transformers import BertConfig, BertModel
+
+    from zoo.archs.splade import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=64,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config)
+    return DenseEncoder(model, tokenizer, max_length=max_length, name="dense.tiny").eval()

@@ -203,7 +203,7 @@ class ConvRetrievalDataModule(ZooDataModule):
     def _build(self, runs: list[Run]) -> None:
         """Documents held and every split's examples; the (fused) runs give the train split its candidates."""
         cfg = self.cfg
-        run = fuse_runs(runs, str(cfg.teacher_fusion)) if runs else None
+        run = fuse_runs(runs, str(cfg.teacher_fusion), str(cfg.get("teacher_missing", "skip"))) if runs else None
         wanted = set()
         for cset in self.sets.values():
             for docs in cset.qrels.values():

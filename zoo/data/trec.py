@@ -168,25 +168,34 @@ def write_run(run: Run, path: str | Path, tag: str = "zoo", depth: int | None = 
                 out.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
 
 
-def fuse_runs(runs: list[Run], rule: str = "mean") -> Run:
+def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "skip") -> Run:
     """Several teachers' runs as one (DiSCo multi-teacher; the paper's rule is unconfirmed, ``mean`` is the default).
 
-    Per (query, doc) the rule is applied to the scores of the teachers that listed the doc;
-    a doc missing from one teacher's list gets the others' scores only.
+    Per (query, doc) the rule is applied over the teachers. ``missing`` says what a teacher that ranked the query
+    but did not list the doc contributes:
+    - ``skip`` (default): nothing; the doc gets the other teachers' scores only;
+    - ``floor``: the lowest score it listed for that query. A run cut at depth k scores an unlisted doc at most
+      its k-th score, so this keeps a doc that only one teacher liked from outranking one that every teacher
+      listed, which ``skip`` allows when the teachers' score scales differ.
+    A teacher with no list for the query contributes nothing under either rule.
     """
     reducers = {"mean": lambda s: sum(s) / len(s), "sum": sum, "max": max}
     if rule not in reducers:
         raise DataError(f"unknown run fusion {rule!r}", f"use one of {', '.join(reducers)}")
+    if missing not in ("skip", "floor"):
+        raise DataError(f"unknown rule for a doc a teacher did not list: {missing!r}", "use skip or floor")
     if len(runs) == 1:
         return runs[0]
-    collected: dict[str, dict[str, list[float]]] = {}
-    for run in runs:
-        for qid, docs in run.items():
-            target = collected.setdefault(qid, {})
-            for docid, score in docs.items():
-                target.setdefault(docid, []).append(score)
-    return {qid: {docid: float(reducers[rule](scores)) for docid, scores in docs.items()}
-            for qid, docs in collected.items()}
+    fused: Run = {}
+    for qid in dict.fromkeys(qid for run in runs for qid in run):
+        lists = [run[qid] for run in runs if run.get(qid)]
+        docids = dict.fromkeys(docid for docs in lists for docid in docs)
+        floors = [min(docs.values()) if missing == "floor" else None for docs in lists]
+        fused[qid] = {}
+        for docid in docids:
+            scores = [docs.get(docid, floor) for docs, floor in zip(lists, floors, strict=True)]
+            fused[qid][docid] = float(reducers[rule]([s for s in scores if s is not None]))
+    return fused
 
 
 # ---------------------------------------------------------------- JSON qrels / runs

@@ -190,8 +190,8 @@ def export_run(run: str | Path, out: str | Path | None = None, profile: str = "d
 
     run_dir = Path(run)
     loaded = load_run(run_dir)
-    if hasattr(loaded.datamodule, "sources"):  # a retrieval run: its query encoder, the sparse head in the graph
-        return export_retrieval_run(loaded, Path(out) if out else run_dir / "export" / "splade", say=say)
+    if hasattr(loaded.datamodule, "sources"):  # a retrieval run: its query encoder (SPLADE or dense)
+        return export_retrieval_run(loaded, Path(out) if out else None, say=say)
     if getattr(loaded.datamodule, "headline_metric", "acc") == "map":  # a detector: boxes and scores out
         from zoo.export.detector import export_detector_run
 
@@ -213,24 +213,35 @@ def export_run(run: str | Path, out: str | Path | None = None, profile: str = "d
     return result
 
 
-def export_retrieval_run(loaded, out: Path, say: Callable[[str], None] = print, texts: int = 64) -> ExportResult:
-    """A SPLADE run's student (the query encoder) through ``zoo.export.splade_onnx``, its parity checked on the
-    first ``texts`` test conversations as the student reads them."""
+def export_retrieval_run(loaded, out: Path | None = None, say: Callable[[str], None] = print,
+                         texts: int = 64) -> ExportResult:
+    """A retrieval run's student (the query encoder): SPLADE through ``zoo.export.splade_onnx`` (sparse head in the
+    graph), dense through ``zoo.export.dense_onnx`` (pooling and normalisation in the graph). Parity is checked on
+    the first ``texts`` test conversations as the student reads them. ``out`` defaults to <run>/export/<kind>."""
+    from zoo.archs.dense import DenseEncoder
+    from zoo.export.dense_onnx import export_dense
     from zoo.export.splade_onnx import export_splade
 
-    if not hasattr(loaded.student, "vocab_size"):
-        raise ConfigError(f"no ONNX exporter for a {type(loaded.student).__name__} retrieval student",
-                          "zoo export handles SPLADE students (disco, splade_ce); dense_ce runs are not exported")
+    student = loaded.student
+    if hasattr(student, "vocab_size"):
+        kind, export = "splade", export_splade
+    elif isinstance(student, DenseEncoder):
+        kind, export = "dense", export_dense
+    else:
+        raise ConfigError(f"no ONNX exporter for a {type(student).__name__} retrieval student",
+                          "zoo export handles SPLADE (disco, splade_ce) and dense (dense_ce) query encoders")
     record = loaded.record
     queries = list(loaded.datamodule.queries("test", "conversation").values())[:texts]
     source = {"kind": "run", "run_dir": str(loaded.run_dir.resolve()), "run_id": record.run_id, "task": record.task,
               "method": record.method, "arch": loaded.cfg.student.arch, "record_metrics": record.metrics}
     say(f"exporting the query encoder {loaded.cfg.student.arch} of {record.task}/{record.run_id} ...")
-    folder = export_splade(loaded.student, out, texts=queries or None, source=source)
+    folder = export(student, out or loaded.run_dir / "export" / kind, texts=queries or None, source=source)
     report = json.loads((folder / "export.json").read_text(encoding="utf-8"))
     parity = report["parity"]
-    say(f"checked on {parity['texts']} test conversations: max |term weight diff| {parity['max_abs_diff']:.2e} <= "
-        f"{parity['max_abs_diff_tolerance']:.0e}, top-{parity['top_k']} terms agree")
+    what = (f"top-{parity['top_k']} terms agree" if kind == "splade"
+            else f"min cosine {parity['min_cosine']:.6f}")
+    say(f"checked on {parity['texts']} test conversations: max |{kind} output diff| {parity['max_abs_diff']:.2e} <= "
+        f"{parity['max_abs_diff_tolerance']:.0e}, {what}")
     say(f"exported -> {folder}")
     return ExportResult(folder, report)
 

@@ -128,22 +128,7 @@ def reg_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step / (warmup_steps + 1)) ** 2)
 
 
-# -- offline helpers for the data side ---------------------------------------------------------------------------
-def fuse_runs(runs: Sequence[Mapping[str, Mapping[str, float]]], fusion: str = "mean") -> dict[str, dict[str, float]]:
-    """K teacher runs {qid: {docid: score}} -> one run: per (q, d) the mean / sum / max of the teachers that have d."""
-    if fusion not in ("mean", "sum", "max"):
-        raise ConfigError(f"unknown run fusion '{fusion}'", "fusion is one of mean, sum, max")
-    fused: dict[str, dict[str, float]] = {}
-    for qid in dict.fromkeys(q for run in runs for q in run):
-        scores: dict[str, list[float]] = {}
-        for run in runs:
-            for docid, score in run.get(qid, {}).items():
-                scores.setdefault(docid, []).append(float(score))
-        reduce = {"mean": lambda v: sum(v) / len(v), "sum": sum, "max": max}[fusion]
-        fused[qid] = {docid: reduce(values) for docid, values in scores.items()}
-    return fused
-
-
+# -- the data side's sampling rule, for one query --------------------------------------------------------------------
 def sample_candidates(teacher_run: Mapping[str, float], qrels: Mapping[str, int], n_negatives: int = 16,
                       rank_window: Sequence[int] = (10, 960), rng: random.Random | None = None,
                       ) -> tuple[str, list[str], list[float]]:
