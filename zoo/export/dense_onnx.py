@@ -17,7 +17,6 @@ onnxruntime vs PyTorch (fp32, eval): max |embedding difference| <= ``max_abs_dif
 smallest cosine between the two embeddings of a text is reported too.
 """
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from torch import nn
 
 from zoo.export.errors import ExportCheckError
-from zoo.export.splade_onnx import DEFAULT_TEXTS, INPUTS, export_text_encoder, paired_outputs
+from zoo.export.splade_onnx import DEFAULT_TEXTS, INPUTS, OnnxTextEncoder, export_text_encoder, paired_outputs
 
 OUTPUT = "sentence_embedding"  # not "embedding": torch's exporter already names the BERT embedding lookup so
 SCHEMA = 1
@@ -65,22 +64,8 @@ def export_dense(encoder: nn.Module, out: str | Path, texts: Sequence[str] | Non
         check=lambda path: check_parity(encoder, path, list(texts or DEFAULT_TEXTS), max_abs_diff))
 
 
-class OnnxDenseEncoder:
-    """Deploy-side dense query encoding from an exported folder: tokenizer + onnxruntime, no torch needed."""
+class OnnxDenseEncoder(OnnxTextEncoder):
+    """Dense query encoding from an exported folder: ``encode`` gives [len(texts), dim] embeddings (unit length when
+    the folder's dense.json says ``normalize``)."""
 
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
-        from transformers import AutoTokenizer
-
-        from zoo.export.runtime import make_session
-
-        self.folder = Path(folder)
-        self.spec = json.loads((self.folder / "dense.json").read_text(encoding="utf-8"))
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
-        self.session = make_session(self.folder / "model.onnx", providers, threads)
-
-    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
-        """[len(texts), dim] float32 embeddings (unit length when the spec says ``normalize``)."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="np",
-                               max_length=int(max_length or self.spec["max_length"]), return_token_type_ids=False)
-        feed = {name: batch[name].astype(np.int64) for name in INPUTS}
-        return self.session.run([OUTPUT], feed)[0]
+    kind, output = "dense", OUTPUT

@@ -194,8 +194,11 @@ def export_text_encoder(encoder: nn.Module, out: str | Path, *, kind: str, outpu
     return out
 
 
-class OnnxSpladeEncoder:
-    """Deploy-side SPLADE query encoding from an exported folder: tokenizer + onnxruntime, no torch needed."""
+class OnnxTextEncoder:
+    """Deploy-side query encoding from an exported folder (``<kind>.json``, tokenizer, ``model.onnx``): tokenizer +
+    onnxruntime, no torch needed. Subclasses name the folder kind and the graph's output."""
+
+    kind, output = "", ""
 
     def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
         from transformers import AutoTokenizer
@@ -203,17 +206,26 @@ class OnnxSpladeEncoder:
         from zoo.export.runtime import make_session
 
         self.folder = Path(folder)
-        self.spec = json.loads((self.folder / "splade.json").read_text(encoding="utf-8"))
+        self.spec = json.loads((self.folder / f"{self.kind}.json").read_text(encoding="utf-8"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
         self.session = make_session(self.folder / "model.onnx", providers, threads)
-        self.terms = self.tokenizer.convert_ids_to_tokens(list(range(int(self.spec["vocab_size"]))))
 
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
-        """[len(texts), |V|] float32 weights."""
+        """[len(texts), output size] float32."""
         batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="np",
                                max_length=int(max_length or self.spec["max_length"]), return_token_type_ids=False)
         feed = {name: batch[name].astype(np.int64) for name in INPUTS}
-        return self.session.run([OUTPUT], feed)[0]
+        return self.session.run([self.output], feed)[0]
+
+
+class OnnxSpladeEncoder(OnnxTextEncoder):
+    """SPLADE query encoding from an exported folder: ``encode`` gives [len(texts), |V|] term weights."""
+
+    kind, output = "splade", OUTPUT
+
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        super().__init__(folder, providers, threads)
+        self.terms = self.tokenizer.convert_ids_to_tokens(list(range(int(self.spec["vocab_size"]))))
 
     def term_weights(self, texts: Sequence[str], quant_scale: float | None = None) -> list[dict[str, float]]:
         """{term: weight} per text over the non-zero terms; with ``quant_scale`` the int round(w · scale) > 0."""
