@@ -184,7 +184,7 @@ def test_positive_score_top_never_ranks_the_positive_below_a_candidate(topiocqa_
     assert spec.splits["train"][(0, 1)]["teacher_scores"][0] == 88.0
     assert top.splits["train"][(0, 1)]["teacher_scores"][0] == 90.0
     assert top.splits["train"][(0, 1)]["negative_ids"] == spec.splits["train"][(0, 1)]["negative_ids"]
-    with pytest.raises(ConfigError, match="positive_score must be 'window' or 'top', got 'best'"):
+    with pytest.raises(ConfigError, match="positive_score must be one of window, top, got 'best'"):
         topiocqa_module(topiocqa_files, teacher_runs=run, negatives={"positive_score": "best"})
 
 
@@ -269,3 +269,24 @@ def test_teacher_run_mined_from_the_teacher_once_and_used_for_candidates(topiocq
     again, said = topiocqa_module(topiocqa_files, **kwargs), []
     again.attach_teachers([teacher], say=said.append)
     assert again.teacher_run_file == dm.teacher_run_file and said == []  # stored: not searched again
+
+
+def test_with_a_teacher_run_the_corpus_is_read_once_when_the_teachers_come_first(topiocqa_files, monkeypatch):
+    """As training runs it: the data module, then the teachers' run, then the splits. The examples' pass over the
+    corpus (25.7M passages for TopiOCQA) happens once, with the teacher's candidates in it."""
+    pytest.importorskip("pyserini")
+    from zoo.archs.splade import build_tiny_lexical
+    from zoo.data.conv_retrieval import ConvRetrievalDataModule
+
+    (topiocqa_files / "rewrites.tsv").write_text("0\tthe passage number 11\n1\tpassage number 12 in 1965\n"
+                                                 "2\tpassage 13 about a lighthouse\n")
+    reads, read_corpus = [], ConvRetrievalDataModule._read_corpus
+    monkeypatch.setattr(ConvRetrievalDataModule, "_read_corpus",
+                        staticmethod(lambda *args: reads.append(args[1]) or read_corpus(*args)))
+    dm = topiocqa_module(topiocqa_files, train={"rewrites": str(topiocqa_files / "rewrites.tsv")},
+                         teacher_runs=["teacher"], negatives={"count": 3, "window": [0, 40]})
+    dm.attach_teachers([build_tiny_lexical()], say=lambda _: None)
+    assert dm.splits["train"][(0, 1)]["teacher_scores"] is not None and len(dm.splits["val"]) > 0
+    assert len(reads) == 1
+    with pytest.raises(ConfigError, match="teacher_missing must be one of skip, floor, got 'zero'"):
+        topiocqa_module(topiocqa_files, teacher_missing="zero")  # settings are checked up front, not at first use

@@ -49,7 +49,19 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from zoo.data import conv_mini
 from zoo.data.base import ZooDataModule
 from zoo.data.conversations import ConversationSet, Turn, conversation_text, read_conversations, with_rewrites
-from zoo.data.trec import Doc, Qrels, Run, fuse_runs, iter_corpus, passage_text, ranked, read_queries, read_run
+from zoo.data.trec import (
+    FUSION_RULES,
+    MISSING_RULES,
+    Doc,
+    Qrels,
+    Run,
+    fuse_runs,
+    iter_corpus,
+    passage_text,
+    ranked,
+    read_queries,
+    read_run,
+)
 from zoo.errors import ConfigError, DataError
 from zoo.registry import DATASETS
 
@@ -92,9 +104,7 @@ class ConvExamples(Dataset):
         self.texts, self.doc_ids, self.pool = texts, doc_ids, pool
         self.count = int(cfg.negatives.count)
         start, stop = (int(v) for v in cfg.negatives.window)
-        positive_score = cfg.negatives.get("positive_score", "window")
-        if positive_score not in ("window", "top"):
-            raise ConfigError(f"data.negatives.positive_score must be 'window' or 'top', got {positive_score!r}")
+        positive_score = cfg.negatives.get("positive_score", "window")  # checked by ConvRetrievalDataModule
         self.seed = seed
         self.rows: list[dict[str, Any]] = []
         self.skipped = {"no_positive": 0, "no_run": 0}
@@ -188,22 +198,57 @@ class ConvRetrievalDataModule(ZooDataModule):
 
     def __init__(self, cfg: Any, shuffle_seed: int = 0):
         super().__init__(cfg, shuffle_seed)
+        self.check_settings(cfg)
         self.collate_fn = collate_examples
         self.sources = self.locate(cfg)
         self.sets = self._read_sets(self.sources)
         self.run_files = [Path(str(p)).expanduser() for p in cfg.teacher_runs if str(p) != TEACHER_RUN]
         self.file_runs = [read_run(path) for path in self.run_files]
         self.teacher_run_file: Path | None = None  # set by attach_teachers when teacher_runs names "teacher"
-        self._build(self.file_runs)
+        self._run = self._fused(self.file_runs)  # the train candidates' run (attach_teachers adds the teacher's)
         self.fingerprint = self.sources.fingerprint or files_fingerprint(
             [self.sources.corpus, *self.run_files,
              *[p for src in self.sources.splits.values() for p in (src.topics, src.qrels, src.rewrites) if p]],
             [self.sources.format, self.sources.options])
 
-    def _build(self, runs: list[Run]) -> None:
-        """Documents held and every split's examples; the (fused) runs give the train split its candidates."""
+    @property
+    def splits(self) -> dict[str, ConvExamples]:
+        """Every split's examples, built on first use from the runs known then. Reading the corpus is the costly
+        part (TopiOCQA: 25.7M passages), and a ``teacher`` run only exists after ``attach_teachers``: building
+        late reads the corpus once, not once without the teacher's candidates and again with them."""
+        if self._splits is None:
+            self._build(self._run)
+        return self._splits
+
+    @splits.setter
+    def splits(self, value: dict | None) -> None:
+        self._splits = value or None  # the base class's {} means: not built yet
+
+    @staticmethod
+    def check_settings(cfg: Any) -> None:
+        """The switches' values, when the data module is made rather than when the splits are first built."""
+        checks = {"negatives.positive_score": (cfg.negatives.get("positive_score", "window"), ("window", "top")),
+                  "teacher_fusion": (cfg.teacher_fusion, FUSION_RULES),
+                  "teacher_missing": (cfg.get("teacher_missing", "skip"), MISSING_RULES)}
+        for key, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ConfigError(f"data.{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+    def _fused(self, runs: list[Run]) -> Run | None:
+        """The teacher runs as one (``teacher_fusion``, ``teacher_missing``), its query ids checked; None if none."""
+        if not runs:
+            return None
+        run = fuse_runs(runs, str(self.cfg.teacher_fusion), str(self.cfg.get("teacher_missing", "skip")))
+        train_qids = set(self.sets["train"].qids())
+        foreign = [qid for qid in run if qid not in train_qids]
+        if len(foreign) == len(run):
+            raise DataError(f"no query id of the teacher run(s) is a train query id (e.g. {foreign[0]!r})",
+                            "teacher runs must be keyed by the train split's query ids")
+        return run
+
+    def _build(self, run: Run | None) -> None:
+        """Documents held and every split's examples; the fused run gives the train split its candidates."""
         cfg = self.cfg
-        run = fuse_runs(runs, str(cfg.teacher_fusion), str(cfg.get("teacher_missing", "skip"))) if runs else None
         wanted = set()
         for cset in self.sets.values():
             for docs in cset.qrels.values():
@@ -211,10 +256,6 @@ class ConvRetrievalDataModule(ZooDataModule):
         if run is not None:
             start, stop = (int(v) for v in cfg.negatives.window)
             train_qids = set(self.sets["train"].qids())
-            foreign = [qid for qid in run if qid not in train_qids]
-            if len(foreign) == len(run):
-                raise DataError(f"no query id of the teacher run(s) is a train query id (e.g. {foreign[0]!r})",
-                                "teacher runs must be keyed by the train split's query ids")
             for qid in train_qids:
                 wanted.update(doc for doc, _ in ranked(run.get(qid, {}))[start:stop])
         docs, pool_ids = self._read_corpus(self.sources.corpus, wanted, int(cfg.negatives.random_pool),
@@ -223,9 +264,9 @@ class ConvRetrievalDataModule(ZooDataModule):
         doc_index = {doc: i for i, doc in enumerate(self.doc_ids)}
         self.texts = [passage_text(docs[d], str(cfg.title_sep)) for d in self.doc_ids]
         pool = np.array(sorted(doc_index[d] for d in pool_ids), dtype=np.int64)
-        self.splits = {split: ConvExamples(cset, doc_index, self.texts, self.doc_ids, pool,
-                                           run if split == "train" else None, cfg, self.shuffle_seed)
-                       for split, cset in self.sets.items()}
+        self._splits = {split: ConvExamples(cset, doc_index, self.texts, self.doc_ids, pool,
+                                            run if split == "train" else None, cfg, self.shuffle_seed)
+                        for split, cset in self.sets.items()}
 
     def attach_teachers(self, teachers: list, say=print) -> None:
         """``teacher_runs`` naming ``teacher``: the first teacher's run on the train rewrites (DiSCo's offline
@@ -239,7 +280,8 @@ class ConvRetrievalDataModule(ZooDataModule):
         from zoo.data.retrieval_eval import teacher_train_run
 
         self.teacher_run_file = teacher_train_run(self, teachers[0], say)
-        self._build([*self.file_runs, read_run(self.teacher_run_file)])
+        self._run = self._fused([*self.file_runs, read_run(self.teacher_run_file)])
+        self._splits = None  # built again on next use, with the teacher's candidates and scores
 
     # -- where the files are: subclasses (the mini set) override this
 

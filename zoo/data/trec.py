@@ -168,6 +168,10 @@ def write_run(run: Run, path: str | Path, tag: str = "zoo", depth: int | None = 
                 out.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
 
 
+FUSION_RULES = ("mean", "sum", "max")
+MISSING_RULES = ("skip", "floor")
+
+
 def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "skip") -> Run:
     """Several teachers' runs as one (DiSCo multi-teacher; the paper's rule is unconfirmed, ``mean`` is the default).
 
@@ -180,10 +184,11 @@ def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "skip") -> Run
     A teacher with no list for the query contributes nothing under either rule.
     """
     reducers = {"mean": lambda s: sum(s) / len(s), "sum": sum, "max": max}
-    if rule not in reducers:
-        raise DataError(f"unknown run fusion {rule!r}", f"use one of {', '.join(reducers)}")
-    if missing not in ("skip", "floor"):
-        raise DataError(f"unknown rule for a doc a teacher did not list: {missing!r}", "use skip or floor")
+    if rule not in FUSION_RULES:
+        raise DataError(f"unknown run fusion {rule!r}", f"use one of {', '.join(FUSION_RULES)}")
+    if missing not in MISSING_RULES:
+        raise DataError(f"unknown rule for a doc a teacher did not list: {missing!r}",
+                        f"use one of {', '.join(MISSING_RULES)}")
     if len(runs) == 1:
         return runs[0]
     fused: Run = {}
