@@ -168,7 +168,8 @@ def write_run(run: Run, path: str | Path, tag: str = "zoo", depth: int | None = 
                 out.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
 
 
-FUSION_RULES = ("mean", "sum", "max")
+REDUCERS = {"mean": lambda scores: sum(scores) / len(scores), "sum": sum, "max": max}
+FUSION_RULES = tuple(REDUCERS)  # how several teachers' scores of one (query, doc) become one
 MISSING_RULES = ("skip", "floor")
 
 
@@ -183,7 +184,6 @@ def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "skip") -> Run
       listed, which ``skip`` allows when the teachers' score scales differ.
     A teacher with no list for the query contributes nothing under either rule.
     """
-    reducers = {"mean": lambda s: sum(s) / len(s), "sum": sum, "max": max}
     if rule not in FUSION_RULES:
         raise DataError(f"unknown run fusion {rule!r}", f"use one of {', '.join(FUSION_RULES)}")
     if missing not in MISSING_RULES:
@@ -199,7 +199,7 @@ def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "skip") -> Run
         fused[qid] = {}
         for docid in docids:
             scores = [docs.get(docid, floor) for docs, floor in zip(lists, floors, strict=True)]
-            fused[qid][docid] = float(reducers[rule]([s for s in scores if s is not None]))
+            fused[qid][docid] = float(REDUCERS[rule]([s for s in scores if s is not None]))
     return fused
 
 

@@ -55,11 +55,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from zoo.data.trec import FUSION_RULES
 from zoo.errors import ConfigError, DataError
 from zoo.methods.base import DistillModule
 from zoo.registry import METHODS
 
-FUSIONS = ("mean", "sum", "max", "mean_probs")
+FUSIONS = (*FUSION_RULES, "mean_probs")  # the run files' rules, on scores computed online, and MEAL-style probs
 
 
 # -- the loss, as pure functions ---------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ def fuse_scores(teacher_scores: torch.Tensor, fusion: str = "mean") -> torch.Ten
     """[B, K, C] teacher scores -> [B, C] by mean / sum / max over the teachers; NaN entries are skipped.
 
     A candidate no teacher scored stays NaN (the caller must not produce one)."""
-    if fusion not in ("mean", "sum", "max"):
+    if fusion not in FUSION_RULES:
         raise ConfigError(f"unknown score fusion '{fusion}'", "method.fusion is one of mean, sum, max, mean_probs")
     present = ~torch.isnan(teacher_scores)
     filled = torch.where(present, teacher_scores, torch.zeros_like(teacher_scores))
