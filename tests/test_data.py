@@ -3,9 +3,9 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from conftest import FASHION_MNIST, has_fashion_mnist
 from omegaconf import OmegaConf
 
+from tests.helpers import FASHION_MNIST, has_fashion_mnist
 from zoo.config import compose
 from zoo.errors import DataError
 from zoo.registry import DATASETS

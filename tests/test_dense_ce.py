@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from zoo.errors import ConfigError
+from zoo.methods.base import MethodContext
 from zoo.methods.dense_ce import DenseCE
 
 
@@ -23,7 +24,8 @@ def tiny_dense():
 def make(student, teachers, **cfg):
     method = OmegaConf.create({"name": "dense_ce", "doc_encoder": "student_copy", "max_length_doc": 32,
                                "max_length_query": 32, **cfg})
-    return DenseCE(copy.deepcopy(student), teachers, method, OmegaConf.create({"name": "adamw", "lr": 1e-3}))
+    optim = OmegaConf.create({"name": "adamw", "lr": 1e-3})
+    return DenseCE(copy.deepcopy(student), teachers, MethodContext(kind="retrieval", method=method, optim=optim))
 
 
 BATCH = {"conversation": ["what about its queen? [SEP] the king of england", "who plays guitar [SEP] the band"],

@@ -4,8 +4,9 @@ fast_dev_run of every reproduce arm on a tiny kitti_mini with tiny random DETRs.
 import json
 
 import pytest
-from conftest import DETR_TINY
 from omegaconf import OmegaConf
+
+from tests.helpers import DETR_TINY
 
 pytest.importorskip("transformers")
 

@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 pytest.importorskip("transformers")
 
 from zoo.archs.detr_wrapper import DetrOutput  # noqa: E402
+from zoo.methods.base import MethodContext  # noqa: E402
 from zoo.paths import data_dir  # noqa: E402
 from zoo.registry import ARCHS, METHODS  # noqa: E402
 
@@ -25,6 +26,11 @@ def method_cfg(name: str, **overrides):
     return OmegaConf.merge(OmegaConf.load(data_dir("tasks") / "method" / f"{name}.yaml"), overrides)
 
 
+def context(name: str, **overrides) -> MethodContext:
+    return MethodContext(kind="detection", method=method_cfg(name, **overrides), optim=OPTIM,
+                         num_classes=NUM_CLASSES, input_shape=(3, 64, 96))
+
+
 @pytest.fixture
 def batch():
     generator = torch.Generator().manual_seed(1)
@@ -41,7 +47,7 @@ def batch():
 def make(name: str, teacher_extra=None, **cfg):
     student = tiny(0, decoder_layers=1)
     teachers = [] if name == "detr_alone" else [tiny(1, encoder_layers=2, **(teacher_extra or {}))]
-    module = METHODS.get(name)(student, teachers, method_cfg(name, **cfg), OPTIM, NUM_CLASSES)
+    module = METHODS.get(name)(student, teachers, context(name, **cfg))
     return module.train(), student, teachers
 
 
@@ -101,4 +107,4 @@ def test_two_teachers_are_refused():
     from zoo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="one DETR teacher"):
-        METHODS.get("clockdistill")(tiny(0), [tiny(1), tiny(2)], method_cfg("clockdistill"), OPTIM, NUM_CLASSES)
+        METHODS.get("clockdistill")(tiny(0), [tiny(1), tiny(2)], context("clockdistill"))

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from zoo.errors import ConfigError, DataError
 from zoo.methods import disco
+from zoo.methods.base import MethodContext
 from zoo.methods.disco import DiSCo, disco_kl, fuse_scores, inbatch_contrastive, sample_candidates
 
 
@@ -104,8 +105,8 @@ def make(student, teachers, **cfg):
     import copy
 
     method = OmegaConf.create({"name": "disco", "max_length_doc": 32, "max_length_query": 32, **cfg})
-    return DiSCo(copy.deepcopy(student), teachers, method, OmegaConf.create({"name": "adamw", "lr": 1e-3,
-                                                                           "weight_decay": 0.0}))
+    optim = OmegaConf.create({"name": "adamw", "lr": 1e-3, "weight_decay": 0.0})
+    return DiSCo(copy.deepcopy(student), teachers, MethodContext(kind="retrieval", method=method, optim=optim))
 
 
 BATCH = {"conversation": ["what about its queen? [SEP] the king of england", "who plays guitar [SEP] the band"],
@@ -185,6 +186,7 @@ def test_splade_ce_gets_the_same_query_regularisers_as_disco(tiny_pair):
     student, teacher = tiny_pair
     method = OmegaConf.create({"name": "splade_ce", "max_length_doc": 32, "max_length_query": 32, "flops_q": 0.5,
                                "l1_q": 0.1})
-    module = SpladeCE(copy.deepcopy(student), [teacher], method, OmegaConf.create({"name": "adamw", "lr": 1e-3}))
+    optim = OmegaConf.create({"name": "adamw", "lr": 1e-3})
+    module = SpladeCE(copy.deepcopy(student), [teacher], MethodContext(kind="retrieval", method=method, optim=optim))
     losses = module.losses(BATCH)
     assert set(losses) == {"ce", "flops_q", "l1_q", "anti_zero"}  # no KL: no distillation

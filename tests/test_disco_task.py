@@ -106,7 +106,7 @@ def test_dense_baseline_trains_evaluates_and_indexes_in_faiss(runs, mini_root, t
     # the query encoder as ONNX, pooling and normalisation in the graph; it reproduces the torch query embedding
     assert zoo("export", f"run={run_dir}").returncode == 0
     from zoo.export.dense_onnx import OnnxDenseEncoder
-    from zoo.export.sources import load_run
+    from zoo.runs import load_run
 
     report = json.loads((run_dir / "export" / "dense" / "export.json").read_text())
     assert report["parity"]["texts"] > 1 and report["parity"]["max_abs_diff"] <= 1e-4
@@ -181,7 +181,7 @@ def test_distillation_sampling_settings_keep_the_stored_teacher():
     from types import SimpleNamespace
 
     from zoo.config import compose
-    from zoo.teachers import stored_weights_key
+    from zoo.recipes import stored_weights_key
 
     def key(*overrides):
         cfg = compose("disco_mini", list(overrides))

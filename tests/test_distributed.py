@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import QUICK
+from tests.helpers import QUICK
 
 
 def test_ddp_two_cpu_processes_write_one_valid_record(tmp_path, zoo_home):

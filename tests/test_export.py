@@ -13,19 +13,21 @@ import onnx
 import pytest
 import torch
 import yaml
-from conftest import QUICK
 
+from tests.helpers import QUICK
 from zoo.cards import parse_card
+from zoo.cli import main
 from zoo.config import compose
 from zoo.errors import ConfigError, UnknownNameError
-from zoo.export import onnx_export
-from zoo.export.bench import bench_command, bench_folder, format_table
+from zoo.export import classifier
+from zoo.export.bench import bench_folder, format_table
+from zoo.export.classifier import check_graph, export_any, held_out_batches
+from zoo.export.dispatch import export_run
 from zoo.export.errors import ExportCheckError
-from zoo.export.onnx_export import check_graph, export_any, export_command, export_run
 from zoo.export.parity import check_parity, violations
 from zoo.export.profiles import load_profile, parse_profile, profile_names
-from zoo.export.sources import held_out_batches, load_run
 from zoo.records import read_record
+from zoo.runs import load_run
 from zoo.train import train
 from zoo.weights import sha256_file
 
@@ -105,21 +107,24 @@ def test_export_writes_a_complete_checked_folder(digits_run, exported):
     assert spec["classes"] == [str(i) for i in range(10)]
 
 
-def test_export_command_defaults_into_the_run_folder_and_replaces_an_old_export(digits_run):
-    assert export_command(str(digits_run), None, "default", None) == 0
+def test_export_command_defaults_into_the_run_folder_and_replaces_an_old_export(digits_run, capsys):
+    assert main(["export", f"run={digits_run}"]) == 0
     folder = digits_run / "export" / "default"
     first = json.loads((folder / "export.json").read_text())["created"]
     (folder / "stale.txt").write_text("from an earlier export")
-    assert export_command(str(digits_run), None, "default", None) == 0
+    assert main(["export", f"run={digits_run}", "profile=default"]) == 0
     assert {p.name for p in folder.iterdir()} == FILES  # replaced whole, not merged
     assert json.loads((folder / "export.json").read_text())["created"] >= first
     assert not leftovers(folder.parent)
-    with pytest.raises(ConfigError, match="exactly one of"):
-        export_command(None, None, "default", None)
+    capsys.readouterr()
+    assert main(["export"]) == 2
+    assert "exactly one of run= or model=" in capsys.readouterr().err
+    assert main(["export", f"run={digits_run}", "batches=8"]) == 2  # a key of zoo bench, not of zoo export
+    assert "zoo export does not take 'batches='" in capsys.readouterr().err
 
 
 def test_a_graph_that_differs_from_the_student_fails_loudly_and_writes_nothing(digits_run, tmp_path, monkeypatch):
-    real_to_onnx = onnx_export.to_onnx
+    real_to_onnx = classifier.to_onnx
 
     def perturbed(model, path, input_shape, profile):
         model = type(model)(10, input_shape, (32,))
@@ -128,7 +133,7 @@ def test_a_graph_that_differs_from_the_student_fails_loudly_and_writes_nothing(d
             model.head.bias[3] += 5.0  # a different model: class 3 wins far more often
         real_to_onnx(model, path, input_shape, profile)
 
-    monkeypatch.setattr(onnx_export, "to_onnx", perturbed)
+    monkeypatch.setattr(classifier, "to_onnx", perturbed)
     out = tmp_path / "broken"
     with pytest.raises(ExportCheckError, match=r"logits differ by up to .*top-1 accuracy"):
         export_run(digits_run, out, say=quiet)
@@ -232,7 +237,7 @@ def test_a_model_card_exports_with_its_task_data(digits_run, tmp_path, monkeypat
                                          size=weights.stat().st_size))
     monkeypatch.setattr(cards, "get_card", lambda name: card)  # a published card, without editing models/
     monkeypatch.setattr(cards, "card_names", lambda: [card.name])
-    assert export_command(None, card.name, "default", str(tmp_path / "card")) == 0
+    assert main(["export", f"model={card.name}", f"out={tmp_path / 'card'}"]) == 0
     report = json.loads((tmp_path / "card" / "export.json").read_text())
     assert report["source"] == {"kind": "card", "card": card.name, "task": "kd_digits",
                                 "data": report["source"]["data"]}
@@ -242,7 +247,7 @@ def test_a_model_card_exports_with_its_task_data(digits_run, tmp_path, monkeypat
 
 def test_bench_of_a_run_writes_a_record(digits_run, capsys):
     before = set(digits_run.glob("bench-*.json"))
-    assert bench_command(run=str(digits_run), batches=[1, 4], warmup=2, iters=5, threads=1) == 0
+    assert main(["bench", f"run={digits_run}", "batches=1,4", "warmup=2", "iters=5", "threads=1"]) == 0
     written = set(digits_run.glob("bench-*.json")) - before
     assert len(written) == 1
     record = json.loads(written.pop().read_text())

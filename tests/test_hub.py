@@ -306,12 +306,13 @@ def test_create_model_plain_arch_and_unknown_names(models_dir):
 
 
 def test_download_command_prints_the_path(server, models_dir, capsys):
-    from zoo.models_api import download_command
+    from zoo.cli import main
 
     card = make_card([server.url("w.bin")], sha256=sha(PAYLOAD), name="mlp.tiny.cmd")
     (models_dir / "mlp.tiny.cmd.yaml").write_text(card.to_yaml())
-    assert download_command("mlp.tiny.cmd") == 0
+    assert main(["download", "mlp.tiny.cmd"]) == 0
     assert capsys.readouterr().out.strip() == str(hub.cached_path(card))
+    assert main(["download"]) == 2 and "zoo download needs a NAME" in capsys.readouterr().err
 
 
 def test_shipped_cards_load_and_name_registered_archs():

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import has_fashion_mnist
 from omegaconf import OmegaConf
 from PIL import Image
 
+from tests.helpers import has_fashion_mnist
 from zoo.config import compose
 from zoo.data.detection import (
     DetectionDataset,
@@ -16,11 +16,11 @@ from zoo.data.detection import (
     collate_detection,
     fit_size,
     hflip_cxcywh,
-    metric_targets,
 )
 from zoo.data.kitti import kitti_record, parse_kitti_line, read_kitti_labels, resolve_type_map
 from zoo.data.kitti_mini import ensure_kitti_mini, folder_state, generate
 from zoo.errors import ConfigError, DataError
+from zoo.metrics.detection import metric_targets
 from zoo.registry import DATASETS
 
 CLASSES = ["Car", "Pedestrian", "Cyclist"]
@@ -196,7 +196,7 @@ def test_missing_kitti_root_says_where_kitti_goes(tmp_path, root):
 def test_cli_missing_kitti_is_one_line_with_a_hint(tmp_path, capsys):
     from zoo.cli import main
 
-    assert main(["train", "task=kd_digits", "data=kitti", f"data.root={tmp_path / 'absent'}"]) == 2
+    assert main(["train", "task=detr_kitti", f"data.root={tmp_path / 'absent'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: KITTI folder") and "data=kitti_mini" in err[1] and len(err) == 2
 

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import QUICK
 
+from tests.helpers import QUICK
 from zoo import leaderboard
 from zoo.cli import main
 from zoo.errors import RecordError
@@ -62,8 +62,10 @@ def test_gain_is_measured_against_a_baseline_with_settings_and_ignored_settings_
     """disco_mini's baseline arm is splade_ce, whose label carries settings: its rows still get a gain, and keys
     splade_ce keeps only for disco's overrides (w_kd, ...) do not appear on its row."""
     records = [read_record(p) for p in sorted((data_dir("leaderboards") / "records").glob("disco_mini__*.json"))]
-    baseline, metric = leaderboard.baseline_of("disco_mini")
-    rows = leaderboard.measured_rows(records, baseline, metric, "gain")
+    assert leaderboard.baseline_of("disco_mini") == "splade_ce"  # the arm named ce runs method splade_ce
+    metric = leaderboard.headline_metric("disco_mini", records)
+    assert metric == "test/mrr@10"  # the retrieval kind's headline
+    rows = leaderboard.measured_rows(records, leaderboard.baseline_of("disco_mini"), metric)
     by_method = {row["method"].split(" ")[0]: row for row in rows if "untrained" not in row["method"]}
     ce = [r.metrics[metric] for r in records if r.method == "splade_ce"]
     disco = [r.metrics[metric] for r in records if r.method == "disco"]

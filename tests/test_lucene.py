@@ -30,7 +30,7 @@ def jvm():
 @pytest.fixture(scope="module")
 def built(jvm, tmp_path_factory):
     from zoo.archs.splade import build_tiny_lexical
-    from zoo.retrieval.index import build_index
+    from zoo.retrieval.engines import build_index
 
     encoder = build_tiny_lexical()
     out = build_index(encoder, ({"id": d, "contents": t} for d, t in DOCS), tmp_path_factory.mktemp("idx") / "lex",
@@ -39,7 +39,8 @@ def built(jvm, tmp_path_factory):
 
 
 def test_round_trip_top_hit_and_scores_equal_brute_force(built):
-    from zoo.retrieval.search import ImpactSearcher, encode_queries, search
+    from zoo.retrieval.engines import search
+    from zoo.retrieval.impact import ImpactSearcher, encode_queries
     from zoo.retrieval.sparse import SparseIndex
 
     encoder, out = built
@@ -73,8 +74,8 @@ def test_round_trip_top_hit_and_scores_equal_brute_force(built):
 def test_random_tiny_encoder_matches_brute_force_and_refuses_overwrite(jvm, tmp_path):
     from zoo.archs.splade import build_tiny
     from zoo.errors import ConfigError
-    from zoo.retrieval.index import build_index
-    from zoo.retrieval.search import ImpactSearcher, encode_queries
+    from zoo.retrieval.engines import build_index
+    from zoo.retrieval.impact import ImpactSearcher, encode_queries
     from zoo.retrieval.sparse import SparseIndex
 
     encoder = build_tiny()
@@ -86,7 +87,7 @@ def test_random_tiny_encoder_matches_brute_force_and_refuses_overwrite(jvm, tmp_
     brute = SparseIndex.from_vectors_dir(out / "vectors").search(weights, k=3)
     for qid in QUERIES:
         assert sorted(lucene[qid].values()) == sorted(brute[qid].values())
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(ConfigError, match="exists and is not an index to overwrite"):
         build_index(encoder, DOCS, out, progress=False)
     assert torch.is_tensor(encoder.encode(["x"]))
 
@@ -95,9 +96,8 @@ def test_helper_process_builds_and_searches_like_in_process(built, tmp_path):
     import os
 
     from zoo.errors import ConfigError
-    from zoo.retrieval.index import build_index
+    from zoo.retrieval.engines import build_index, search
     from zoo.retrieval.lucene import in_child
-    from zoo.retrieval.search import search
 
     encoder, out = built
     assert in_child(os.getpid) != os.getpid()  # Lucene calls leave the (training) process

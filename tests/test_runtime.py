@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_export import quick_digits_export, quick_digits_run
 
+from tests.test_export import quick_digits_export, quick_digits_run
+from zoo.cli import main
 from zoo.data.base import fixed_split
 from zoo.errors import ConfigError, DataError
 from zoo.export.runtime import OnnxClassifier, pick_providers
-from zoo.export.sources import load_run
+from zoo.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs before anything else in the child: importing any of these raises ImportError.
@@ -65,10 +66,11 @@ def test_runtime_without_torch_matches_pytorch(shared, tmp_path):
     script = tmp_path / "deploy.py"
     script.write_text(BLOCK_TORCH + textwrap.dedent(f"""
         import numpy as np
-        from zoo.export.runtime import OnnxClassifier, infer_command
+        from zoo.cli import main
+        from zoo.export.runtime import OnnxClassifier
         clf = OnnxClassifier({str(folder)!r})
         np.save({str(tmp_path / "logits.npy")!r}, clf.predict(np.load({str(tmp_path / "raw.npy")!r})))
-        infer_command({str(folder)!r}, {str(tmp_path / "raw.npy")!r})
+        assert main(["infer", "model={folder}", "inputs={tmp_path / 'raw.npy'}"]) == 0
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
         assert not heavy, heavy
         print("provider", clf.provider)
@@ -93,19 +95,19 @@ def test_preprocess_reproduces_the_data_module_inputs(shared):
 
 
 def test_single_sample_and_bad_inputs(shared, tmp_path, capsys):
-    from zoo.export.runtime import infer_command
+    from zoo.export.runtime import predict_file
 
     run_dir, folder = shared
     one = raw_test_digits(run_dir)[0]
     np.save(tmp_path / "one.npy", one)
-    assert infer_command(str(folder), str(tmp_path / "one.npy")) == 0
+    assert main(["infer", f"model={folder}", f"inputs={tmp_path / 'one.npy'}"]) == 0
     assert capsys.readouterr().out.count("\n") == 2  # header + one row
     clf = OnnxClassifier(folder)
     with pytest.raises(DataError, match=r"expected a batch of shape \(N, 1, 8, 8\)"):
         clf.predict(np.zeros((2, 8, 8)))
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(DataError, match="cannot read inputs"):
-        infer_command(str(folder), str(tmp_path / "objects.npy"))
+        predict_file(folder, tmp_path / "objects.npy")
     with pytest.raises(ConfigError, match="no model.onnx"):
         OnnxClassifier(tmp_path)
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import has_fashion_mnist
 from torchvision.transforms import functional as TF
 
+from tests.helpers import has_fashion_mnist
 from zoo.data.region_crops import CropSpec, RandomCropTrainSet, apply_crops, sample_crops
 from zoo.errors import CacheError, ConfigError
 from zoo.soft_label_store import SoftLabelStore, ensemble_topk, rebuild_soft_labels

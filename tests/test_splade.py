@@ -56,13 +56,15 @@ def test_state_dict_round_trips_without_tied_aliases(tmp_path):
 def test_document_encoder_is_frozen_and_stays_frozen():
     from omegaconf import OmegaConf
 
+    from zoo.methods.base import MethodContext
     from zoo.methods.disco import DiSCo
 
     student = build_tiny()
     doc = frozen_copy(student)
     assert not doc.training and not any(p.requires_grad for p in doc.parameters())
-    module = DiSCo(student, [doc], OmegaConf.create({"name": "disco", "max_length_doc": 16}),
-                   OmegaConf.create({"name": "adamw", "lr": 1e-3, "weight_decay": 0.0}))
+    module = DiSCo(student, [doc], MethodContext(kind="retrieval",
+                                                 method=OmegaConf.create({"name": "disco", "max_length_doc": 16}),
+                                                 optim=OmegaConf.create({"name": "adamw", "lr": 1e-3})))
     module.train()
     assert module.student.training and not module.doc_encoder.training
     assert not any(key.startswith("doc") for key in module.state_dict())  # only the student is saved

@@ -40,7 +40,7 @@ def test_onnxruntime_weights_match_torch_on_new_texts_and_shapes(exported):
     for g, r in zip(got, ref, strict=True):
         assert set(np.argsort(-g)[:10]) == set(np.argsort(-r)[:10])
     quantised = onnx_encoder.term_weights(texts[:1], quant_scale=100)[0]
-    from zoo.retrieval.search import encode_queries
+    from zoo.retrieval.impact import encode_queries
 
     assert quantised == encode_queries(encoder, texts[:1], quant_scale=100)["0"]
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import QUICK
 
+from tests.helpers import QUICK
 from zoo.cli import main
 from zoo.config import compose
 from zoo.errors import CheckpointError, ConfigError
@@ -23,6 +23,7 @@ def run_folder(runs: list[str], run_id: str) -> Path:
     return Path(runs[0].split("=", 1)[1]) / "kd_digits" / run_id
 
 
+@pytest.mark.own_teachers  # it watches the teacher being trained
 def test_kd_digits_run_folder_record_and_teacher_reuse(runs, zoo_home):
     messages = []
     first = train(compose("kd_digits", QUICK + runs), say=messages.append)
@@ -119,6 +120,7 @@ def test_corrupt_student_weights_fail_eval_clearly(runs, capsys):
     assert "cannot read weights" in capsys.readouterr().err
 
 
+@pytest.mark.own_teachers  # it watches the teacher being trained
 def test_corrupt_stored_teacher_is_retrained(runs, zoo_home):
     train(compose("kd_digits", QUICK + runs), say=quiet)
     stored = next((zoo_home / "teachers").glob("*/teacher.safetensors"))

@@ -159,12 +159,3 @@ def _check_type(default: Any, value: Any, key: str, text: str) -> None:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
-
-
-def load_run_config(run_dir: Path) -> DictConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no config.yaml in '{run_dir}'", "pass run=<a run folder written by zoo train>")
-    cfg = OmegaConf.load(path)
-    OmegaConf.set_struct(cfg, True)
-    return cfg

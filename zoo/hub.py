@@ -27,6 +27,7 @@ here, so this module carries its own small requests-based downloader.
 """
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -275,9 +276,7 @@ def _drop_if_empty(folder: Path) -> None:
 
 
 def _warn(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False).print(f"[yellow]warning:[/yellow] {message}")
+    logging.getLogger(__name__).warning(message)
 
 
 class _NoBar:

@@ -7,8 +7,8 @@ mean ± sample std over their seeds. A run benched with ``zoo bench run=...`` be
 it was added brings its bench record along (<task>__<run-id>.bench.json), which
 fills the ONNX latency column. Paper rows come from the ``paper:`` block of
 the task's YAML and say so. Output is deterministic: same records, same bytes.
-The gain column compares with the task's baseline (``reproduce.baseline``, ``ce``
-unless the task names another arm) on its ``reproduce.metric`` (``test/acc``).
+The gain column compares with the task's baseline arm (``reproduce.baseline``)
+on the headline metric of the task's kind (``zoo.kinds``: test/acc, test/map, ...).
 
 A paper row in a task YAML looks like:
 
@@ -28,12 +28,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from zoo.errors import RecordError
+from zoo.atomic import atomic_write_text
+from zoo.errors import ConfigError, RecordError
 from zoo.paths import data_dir
-from zoo.records import Record, atomic_write_text, read_record
+from zoo.records import Record, read_record
 
+GAIN = "gain"  # the gain column's key in a row; its header names the baseline ("gain over ce")
 COLUMNS = ("source", "method", "teacher", "student", "student params", "student MFLOPs", "seeds", "metrics",
-           "gain over ce", "onnx latency ms", "teacher forward passes", "from")
+           GAIN, "onnx latency ms", "teacher forward passes", "from")
 
 
 def records_dir() -> Path:
@@ -122,22 +124,39 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def baseline_of(task: str) -> tuple[str, str]:
-    """(baseline method, metric) of a task's gain column: its reproduce.baseline arm's method and reproduce.metric."""
+def baseline_of(task: str) -> str | None:
+    """The method of the task's ``reproduce.baseline`` arm, which the gain column compares with; None for records
+    of a task this version no longer has."""
     path = data_dir("tasks") / f"{task}.yaml"
-    reproduce = (OmegaConf.to_container(OmegaConf.load(path)).get("reproduce") or {}) if path.is_file() else {}
-    baseline = str(reproduce.get("baseline", "ce"))
+    if not path.is_file():
+        return None
+    reproduce = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce") or {}
+    if "baseline" not in reproduce:
+        raise ConfigError(f"{path}: reproduce.baseline is not set", "name the arm every gain is measured against")
+    baseline = str(reproduce["baseline"])
     for arm in reproduce.get("arms") or []:
         if isinstance(arm, dict) and arm.get("name", arm.get("method")) == baseline:
             baseline = str(arm["method"])
-    return baseline, str(reproduce.get("metric", "test/acc"))
+    return baseline
 
 
-def gain_column(task: str) -> str:
-    return f"gain over {baseline_of(task)[0]}"
+def headline_metric(task: str, records: list[Record]) -> str:
+    """The test-split headline metric of the task's kind, declared by the data module its config names (the
+    task's YAML, else the records' config for a task this version no longer has)."""
+    from zoo.config import compose, task_names
+    from zoo.kinds import kind_of
+    from zoo.registry import DATASETS
+
+    data = compose(task).data.name if task in task_names() else records[0].config["data"]["name"]
+    return kind_of(DATASETS.get(str(data))).headline_metric
 
 
-def teacher_rows(records: list[Record], gain: str = "gain over ce") -> list[dict[str, str]]:
+def gain_header(task: str) -> str:
+    baseline = baseline_of(task)
+    return f"gain over {baseline}" if baseline else "gain over baseline"
+
+
+def teacher_rows(records: list[Record]) -> list[dict[str, str]]:
     """The teachers themselves, as evaluated on the same test split inside the students' runs."""
     seen: dict[str, Record] = {}
     for record in records:
@@ -148,12 +167,11 @@ def teacher_rows(records: list[Record], gain: str = "gain over ce") -> list[dict
              "student MFLOPs": _mflops(sum(t.flops or 0 for t in record.teachers)), "seeds": "1",
              "metrics": "; ".join(f"{k} {v:.4f}" for k, v in sorted(record.teacher_metrics.items())
                                   if k.startswith("test/")),
-             gain: "", "onnx latency ms": "", "teacher forward passes": "",
+             GAIN: "", "onnx latency ms": "", "teacher forward passes": "",
              "from": f"record:{record.run_id}"} for name, record in sorted(seen.items())]
 
 
-def measured_rows(records: list[Record], baseline: str = "ce", metric: str = "test/acc",
-                  gain_key: str = "gain over ce") -> list[dict[str, str]]:
+def measured_rows(records: list[Record], baseline: str | None, metric: str) -> list[dict[str, str]]:
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
         teacher = teacher_label(record)
@@ -164,29 +182,30 @@ def measured_rows(records: list[Record], baseline: str = "ce", metric: str = "te
     for (_, _, student), group in groups.items():
         if group[0].method == baseline:
             baselines[student].append(group)
-    ce_acc = {student: statistics.fmean(r.metrics[metric] for r in found[0])
-              for student, found in baselines.items() if len(found) == 1}
+    baseline_means = {student: statistics.fmean(r.metrics[metric] for r in found[0])
+                      for student, found in baselines.items() if len(found) == 1}
     rows = []
     for (label, teacher, student), group in sorted(groups.items()):
         names = sorted({k for r in group for k in r.metrics if k.startswith("test/")})
         metrics = "; ".join(f"{k} {_fmt([r.metrics[k] for r in group if k in r.metrics])}" for k in names)
-        accs = [r.metrics[metric] for r in group if metric in r.metrics]
-        acc = statistics.fmean(accs) if len(accs) == len(group) else None
+        values = [r.metrics[metric] for r in group if metric in r.metrics]
+        mean = statistics.fmean(values) if len(values) == len(group) else None
         is_baseline = group[0].method == baseline
-        gain = "" if is_baseline or acc is None or student not in ce_acc else f"{acc - ce_acc[student]:+.4f}"
+        gain = ("" if is_baseline or mean is None or student not in baseline_means
+                else f"{mean - baseline_means[student]:+.4f}")
         passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
         latency = [ms for r in group if (ms := onnx_latency_ms(r.task, r.run_id)) is not None]
         rows.append({"source": "measured", "method": label, "teacher": teacher, "student": student,
                      "student params": f"{group[0].student.params:,}",
                      "student MFLOPs": _mflops(group[0].student.flops), "seeds": str(len(group)),
-                     "metrics": metrics, gain_key: gain,
+                     "metrics": metrics, GAIN: gain,
                      "onnx latency ms": f"{statistics.fmean(latency):.3f}" if latency else "",
                      "teacher forward passes": f"{passes:.0f}" if teacher != "—" else "",
                      "from": " ".join(sorted(f"record:{r.run_id}" for r in group))})
     return rows
 
 
-def paper_rows(task: str, gain: str = "gain over ce") -> list[dict[str, str]]:
+def paper_rows(task: str) -> list[dict[str, str]]:
     path = data_dir("tasks") / f"{task}.yaml"
     if not path.is_file():
         return []
@@ -197,14 +216,15 @@ def paper_rows(task: str, gain: str = "gain over ce") -> list[dict[str, str]]:
         rows.append({"source": "paper", "method": str(entry["method"]), "teacher": str(entry.get("teacher", "")),
                      "student": str(entry["student"]), "student params": f"{params:,}" if params else "",
                      "student MFLOPs": str(entry.get("mflops", "")),
-                     "seeds": "", "metrics": metrics, gain: "", "onnx latency ms": "",
+                     "seeds": "", "metrics": metrics, GAIN: "", "onnx latency ms": "",
                      "teacher forward passes": "", "from": f"paper:{entry['source']}"})
     return rows
 
 
-def render(task: str, rows: list[dict[str, str]]) -> tuple[str, str]:
-    baseline, metric = baseline_of(task)
-    columns = tuple(gain_column(task) if c == "gain over ce" else c for c in COLUMNS)
+def render(task: str, rows: list[dict[str, str]], metric: str) -> tuple[str, str]:
+    baseline = baseline_of(task) or "baseline"
+    columns = tuple(gain_header(task) if c == GAIN else c for c in COLUMNS)
+    rows = [{gain_header(task) if key == GAIN else key: value for key, value in row.items()} for row in rows]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -241,10 +261,9 @@ def regenerate(out_dir: Path | None = None) -> list[Path]:
     written = []
     for task in sorted(set(by_task) | {t for t in task_names() if paper_rows(t)}):
         records = by_task.get(task, [])
-        gain = gain_column(task)
-        baseline, metric = baseline_of(task)
-        rows = teacher_rows(records, gain) + measured_rows(records, baseline, metric, gain) + paper_rows(task, gain)
-        markdown, table = render(task, rows)
+        metric = headline_metric(task, records)
+        rows = teacher_rows(records) + measured_rows(records, baseline_of(task), metric) + paper_rows(task)
+        markdown, table = render(task, rows, metric)
         for suffix, text in ((".md", markdown), (".csv", table)):
             atomic_write_text(out_dir / f"{task}{suffix}", text)
             written.append(out_dir / f"{task}{suffix}")

@@ -42,14 +42,6 @@ def create_model(name: str, pretrained: bool = False, **kwargs):
     return model
 
 
-def download_command(name: str) -> int:
-    """``zoo download NAME``: fetch and verify a card's weights, print where they are."""
-    from zoo import hub
-
-    print(hub.download(cards.get_card(name)))
-    return 0
-
-
 def _card_or_none(name: str) -> "cards.ModelCard | None":
     """The card called ``name``; None when ``name`` is a registered arch instead; an error listing both kinds."""
     from zoo.registry import ARCHS

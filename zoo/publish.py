@@ -15,16 +15,21 @@ card pointing at missing weights.
 import shutil
 from pathlib import Path
 
+from zoo.atomic import atomic_write_text
 from zoo.cards import WeightsSpec, load_card
-from zoo.records import atomic_write_text
+from zoo.errors import ConfigError
 
 
 def publish(run_dir: Path, to: Path, base_url: str | None = None) -> Path:
-    from zoo.export.onnx_export import run_card
-    from zoo.export.sources import load_run
+    """Publish the run folder ``run_dir`` under ``to``; returns the card's path."""
+    from zoo.export.classifier import run_card
+    from zoo.runs import load_run
     from zoo.weights import sha256_file
 
     loaded = load_run(Path(run_dir))
+    if loaded.datamodule.kind != "image_classification":  # model cards describe image classifiers so far
+        raise ConfigError(f"zoo publish handles image classifiers; run '{run_dir}' is a {loaded.datamodule.kind} run",
+                          "export it (zoo export) and ship the export folder instead")
     card, _ = run_card(loaded)
     to = Path(to).expanduser().resolve()
     folder = to / card.name
@@ -41,11 +46,3 @@ def publish(run_dir: Path, to: Path, base_url: str | None = None) -> Path:
     atomic_write_text(card_path, card.to_yaml())
     load_card(card_path)  # what we publish must read back as a valid card
     return card_path
-
-
-def publish_command(run: str, to: str, base_url: str | None = None) -> int:
-    from zoo.commands import say
-
-    card_path = publish(Path(run), Path(to), base_url)
-    say(f"published {card_path.stem}: card {card_path}, weights and record in {card_path.with_suffix('')}")
-    return 0

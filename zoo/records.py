@@ -11,13 +11,13 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo.atomic import atomic_write_text
 from zoo.errors import RecordError
 
 SCHEMA_VERSION = 1
@@ -96,20 +96,6 @@ def read_record(path: Path) -> Record:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RecordError(f"{path}: corrupt run record ({err})") from err
     return Record.from_dict(raw, str(path))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def new_run_id() -> str:

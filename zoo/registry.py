@@ -19,7 +19,7 @@ from zoo.errors import UnknownNameError, did_you_mean
 
 class Registry:
     def __init__(self, kind: str, package: str):
-        self.kind = kind  # "method", "arch", "dataset": used in messages
+        self.kind = kind  # "method", "arch", "dataset", "kind": used in messages
         self.package = package
         self._entries: dict[str, Any] = {}
         self._discovered = False
@@ -78,3 +78,4 @@ class Registry:
 METHODS = Registry("method", "zoo.methods")
 ARCHS = Registry("arch", "zoo.archs")
 DATASETS = Registry("dataset", "zoo.data")
+KINDS = Registry("kind", "zoo.kinds")

@@ -6,23 +6,58 @@ teacher, which is trained once. An arm is a method option (``kd``) or a mapping
 for an arm that differs in more than its method (e.g. one teacher of an ensemble). The
 arm's own overrides define it, so they win over the user's (with a note), and ``seeds: 1``
 marks an arm that does not depend on the seed (an untrained reference): it runs once.
-The table gives mean ± sample std per arm and the gain over the baseline arm
-(``reproduce.baseline``: ``ce`` unless the task names another, e.g. a detector trained alone);
-``reproduce.expected`` ranges turn it into OK / FAIL.
+The result gives mean ± sample std per arm of the task kind's headline metric (``zoo.kinds``: test/acc,
+test/map, test/mrr@10) and the gain over the baseline arm the task names (``reproduce.baseline``: ``ce``, or e.g.
+``alone`` for a detector trained alone); ``reproduce.expected`` ranges turn it into OK / FAIL. Printing the table
+is the command's job (``zoo.commands.reproduce``).
 """
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from rich.console import Console
-from rich.table import Table
 
+from zoo.atomic import atomic_write_text
 from zoo.config import compose, group_options, split_override
 from zoo.errors import ConfigError, did_you_mean
-from zoo.records import atomic_write_text, now_iso
+from zoo.records import now_iso
+
+
+@dataclass
+class ArmResult:
+    name: str
+    values: list[float]           # the metric of each run, in seed order
+    expected: list[float] | None  # [low, high] for the mean, from reproduce.expected
+    mean: float
+    std: float
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is None or self.expected[0] <= self.mean <= self.expected[1]
+
+
+@dataclass
+class ReproduceResult:
+    task: str
+    metric: str
+    seeds: int
+    baseline: str                  # the baseline arm's name
+    arms: list[ArmResult]
+    teachers: dict[str, float]     # teacher set -> its metric (an arm may use one teacher of an ensemble)
+    records: list[str]             # every run's record.json
+    summary: Path                  # the JSON summary written under run.root
+
+    @property
+    def all_ok(self) -> bool:
+        return all(arm.ok for arm in self.arms)
+
+    def gain(self, arm: ArmResult) -> float | None:
+        """Mean difference from the baseline arm; None for the baseline itself or when it did not run."""
+        base = next((a for a in self.arms if a.name == self.baseline), None)
+        return None if base is None or arm is base else arm.mean - base.mean
 
 
 def arm_spec(entry: Any) -> tuple[str, str, list[str], int | None]:
@@ -67,9 +102,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def reproduce(task: str, seeds: int | None, overrides: list[str], console: Console,
-              only: list[str] | None = None) -> bool:
-    """Every arm of ``task`` (or the arms named in ``only``) over ``seeds`` seeds; True when all are in range."""
+def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str] | None = None,
+              say=print) -> ReproduceResult:
+    """Every arm of ``task`` (or the arms named in ``only``) over ``seeds`` seeds, one record per run."""
+    from zoo.kinds import kind_of
+    from zoo.registry import DATASETS
     from zoo.train import train
 
     base = compose(task, overrides)
@@ -84,21 +121,20 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
         arms = [arm for arm in arms if arm[0] in only]
         labels = [arm[0] for arm in arms]
     seeds = int(seeds or base.reproduce.seeds)
-    metric = base.reproduce.metric
-    baseline_arm = str(base.reproduce.get("baseline", "ce"))
+    metric = kind_of(DATASETS.get(base.data.name)).headline_metric
     scores: dict[str, list[float]] = {label: [] for label in labels}
-    teacher_scores: dict[str, float] = {}  # per teacher set: an arm may use one teacher of the ensemble
+    teacher_scores: dict[str, float] = {}
     records: list[str] = []
     for label, _, own, _ in arms:
         for text in shadowed(own, overrides):
-            console.print(f"note: arm {label} sets {split_override(text)[0]} itself; {text} does not apply to it")
+            say(f"note: arm {label} sets {split_override(text)[0]} itself; {text} does not apply to it")
     for seed in range(seeds):
         for label, method, own, cap in arms:
             if cap is not None and seed >= cap:
                 continue
-            console.print(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{min(seeds, cap or seeds)}")
+            say(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{min(seeds, cap or seeds)}")
             cfg = compose(task, arm_overrides(method, overrides) + own + [f"seed={seed}"])
-            result = train(cfg, say=console.print)
+            result = train(cfg, say=say)
             scores[label].append(float(result.record.metrics[metric]))
             if result.record.teacher_metrics:
                 teachers = " + ".join(t.name for t in result.record.teachers)
@@ -106,27 +142,10 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], console: Conso
             records.append(str(result.run_dir / "record.json"))
 
     expected = OmegaConf.to_container(base.reproduce.expected, resolve=True) or {}
-    table = Table(title=f"{task}: {metric} over {seeds} seed(s)")
-    for column in ("arm", "runs", f"{metric} mean ± std", f"gain over {baseline_arm}", "expected", "verdict"):
-        table.add_column(column)
-    for teachers, score in teacher_scores.items():
-        table.add_row(f"teacher {teachers}", "1", f"{score:.4f}", "", "", "")
-    all_ok = True
-    baseline = mean_std(scores[baseline_arm])[0] if baseline_arm in scores else None
-    summary = {}
-    for arm in labels:
-        mean, std = mean_std(scores[arm])
-        low_high = expected.get(arm)
-        ok = low_high is None or (low_high[0] <= mean <= low_high[1])
-        all_ok &= ok
-        gain = "" if baseline is None or arm == baseline_arm else f"{mean - baseline:+.4f}"
-        table.add_row(arm, str(len(scores[arm])), f"{mean:.4f} ± {std:.4f}", gain,
-                      f"[{low_high[0]}, {low_high[1]}]" if low_high else "", "OK" if ok else "FAIL")
-        summary[arm] = {"mean": mean, "std": std, "values": scores[arm], "ok": ok}
-    console.print(table)
+    results = [ArmResult(arm, scores[arm], expected.get(arm), *mean_std(scores[arm])) for arm in labels]
     out = Path(base.run.root) / task / f"reproduce-{now_iso().replace(':', '')}.json"
-    atomic_write_text(out, json.dumps({"task": task, "metric": metric, "seeds": seeds, "baseline": baseline_arm,
-                                       "arms": summary,
+    summary = {arm.name: {"mean": arm.mean, "std": arm.std, "values": arm.values, "ok": arm.ok} for arm in results}
+    atomic_write_text(out, json.dumps({"task": task, "metric": metric, "seeds": seeds,
+                                       "baseline": str(base.reproduce.baseline), "arms": summary,
                                        "teacher": teacher_scores, "records": records}, indent=2))
-    console.print(f"summary: {out}")
-    return all_ok
+    return ReproduceResult(task, metric, seeds, str(base.reproduce.baseline), results, teacher_scores, records, out)

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from filelock import FileLock
 
+from zoo.atomic import atomic_write_text
 from zoo.errors import CacheError
-from zoo.records import atomic_write_text
 from zoo.weights import sha256_file
 
 FORMAT, VERSION = "zoo-region-soft-labels", 1

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from zoo.records import atomic_write_text
+from zoo.atomic import atomic_write_text
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)

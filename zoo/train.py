@@ -1,49 +1,26 @@
 """The path of one run: config -> data -> teachers -> student -> fit -> evaluate -> run folder.
 
-The run folder ``<run.root>/<task>/<run-id>/`` receives config.yaml at the
-start, Lightning's last.ckpt after every epoch (the resume point), and at the
-end student.safetensors (the student alone) and record.json. A run whose
-folder has a checkpoint but no record is resumed by giving its id again:
-``zoo train task=... run.id=<id>``.
+The run folder (``zoo.runs``) receives config.yaml at the start, Lightning's last.ckpt after every epoch (the
+resume point), and at the end student.safetensors (the student alone) and record.json. A run whose folder has a
+checkpoint but no record is resumed by giving its id again: ``zoo train task=... run.id=<id>``.
 """
 
-import logging
-import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.config import to_yaml
-from zoo.errors import CheckpointError, ConfigError, ZooError
-from zoo.records import (
-    ModelInfo,
-    Record,
-    git_commit,
-    hardware,
-    new_run_id,
-    now_iso,
-    package_versions,
-    write_record,
-)
+from zoo.errors import ZooError
+from zoo.records import ModelInfo, Record, git_commit, hardware, now_iso, package_versions, write_record
+from zoo.runs import prepare_run_dir, quiet_lightning
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
     record: Record
-
-
-def quiet_lightning() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=r".*The number of training batches .* is smaller than the logging.*")
 
 
 def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainResult | None:
@@ -53,16 +30,19 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import count_params
-    from zoo.evaluate import eval_device, headline, model_flops
+    from zoo.archs import count_flops, count_params
+    from zoo.evaluation import eval_device, evaluate, headline
+    from zoo.methods.base import MethodContext
     from zoo.registry import DATASETS, METHODS
-    from zoo.teachers import create_student, prepare_teachers, student_start_weights
+    from zoo.students import create_student, student_start_weights
+    from zoo.teachers import prepare_teachers
     from zoo.weights import save_weights
 
     quiet_lightning()
     started = time.perf_counter()
-    method_cls = METHODS.get(cfg.method.name)
-    datamodule = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=int(cfg.seed))
+    method_cls, data_cls = METHODS.get(cfg.method.name), DATASETS.get(cfg.data.name)
+    method_cls.check_kind(data_cls.kind, cfg.method.name)  # before any data is read or teacher trained
+    datamodule = data_cls(cfg.data, shuffle_seed=int(cfg.seed))
     # Rank 0 trains missing teachers before the distributed launch; the other ranks find them stored.
     teachers, teacher_infos, teacher_metrics = ([], [], {})
     if method_cls.uses_teachers:
@@ -78,7 +58,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     student = create_student(cfg, datamodule, student_init)
     cache = make_teacher_cache(cfg, datamodule, teachers, teacher_infos)
-    module = method_cls(student, teachers, cfg.method, cfg.optim, datamodule.num_classes, cache)
+    module = method_cls(student, teachers, MethodContext.of(datamodule, cfg.method, cfg.optim, cache))
 
     run_dir, resume_from = prepare_run_dir(cfg)
     arguments = trainer_arguments(cfg, run_dir)
@@ -96,11 +76,9 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     save_weights(student, run_dir / "student.safetensors")
     eval_started = time.perf_counter()
-    # The data set owns its metrics (accuracy; mAP for detection; full-corpus retrieval for conversational
-    # sets, whose index is built with the method's frozen document encoder when it has one).
-    device, doc_encoder = eval_device(cfg), getattr(module, "doc_encoder", None)
-    metrics = {**datamodule.evaluate([student], "val", device=device, doc_encoder=doc_encoder),
-               **datamodule.evaluate([student], "test", device=device, doc_encoder=doc_encoder)}
+    device, context = eval_device(cfg), module.evaluation_context()
+    metrics = {**evaluate(datamodule, [student], "val", device=device, **context),
+               **evaluate(datamodule, [student], "test", device=device, **context)}
     eval_seconds = time.perf_counter() - eval_started
     queries = dict(module.total_teacher_calls)
     if cache is not None:
@@ -111,7 +89,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),
                           weights=str(run_dir / "student.safetensors"),
-                          flops=model_flops(student, datamodule.input_shape)),
+                          flops=count_flops(student, datamodule.input_shape)),
         teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries,
         wall_time_s={"teachers": round(teacher_seconds, 3), "fit": round(fit_seconds, 3),
@@ -125,63 +103,19 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
 
 def make_teacher_cache(cfg: DictConfig, datamodule, teachers: list, infos: list[ModelInfo]):
+    """The teacher-output cache, where the task's kind allows one and the training inputs are deterministic."""
+    from zoo.kinds import kind_of
     from zoo.paths import teacher_outputs_dir
     from zoo.teacher_cache import TeacherOutputCache, teacher_fingerprint
 
-    if not teachers or not cfg.cache.enabled or datamodule.transform_fingerprint is None:
+    if not teachers or not cfg.cache.enabled or not kind_of(datamodule).teacher_cache:
         return None
-    if cfg.trainer.fast_dev_run:
-        return None  # a smoke test must not leave outputs behind
+    if datamodule.transform_fingerprint is None or cfg.trainer.fast_dev_run:
+        return None  # random inputs cannot be keyed by index; a smoke test must not leave outputs behind
     key = {"teachers": teacher_fingerprint([i.name for i in infos], teachers), "data": datamodule.fingerprint,
            "transform": datamodule.transform_fingerprint, "split": "train",
            "features": ",".join(cfg.method.get("teacher_features") or [])}
     return TeacherOutputCache(teacher_outputs_dir(), key, len(datamodule.splits["train"]))
-
-
-def prepare_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
-    """Create (or reopen, to resume) the run folder; returns it and the checkpoint to resume from."""
-    # Lightning's DDP launcher re-runs this command in each extra rank: they must share the parent's id.
-    spawned = "LOCAL_RANK" in os.environ and os.environ.get("ZOO_RUN_ID")
-    run_id = cfg.run.id or (os.environ["ZOO_RUN_ID"] if spawned else new_run_id())
-    os.environ["ZOO_RUN_ID"] = run_id
-    run_dir = Path(cfg.run.root) / cfg.task / run_id
-    config_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
-    if (run_dir / "record.json").exists():
-        raise ConfigError(f"run '{run_dir}' has already finished", "leave run.id unset to start a new run")
-    if config_path.exists():
-        _check_same_config(OmegaConf.load(config_path), cfg, run_dir)
-    elif not spawned:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        from zoo.records import atomic_write_text
-
-        atomic_write_text(config_path, to_yaml(cfg))
-    if not (cfg.run.resume and last.exists()):
-        return run_dir, None
-    _check_checkpoint(last)
-    return run_dir, str(last)
-
-
-def _check_same_config(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> None:
-    before = OmegaConf.to_container(saved, resolve=True)
-    after = OmegaConf.to_container(cfg, resolve=True)
-    for resolved in (before, after):  # where the run lives and how it displays may change on resume
-        resolved.pop("run", None)
-        resolved.get("trainer", {}).pop("enable_progress_bar", None)
-    if before != after:
-        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        raise ConfigError(f"run '{run_dir}' was started with a different config (differs in: {', '.join(changed)})",
-                          "resume with the same overrides, or leave run.id unset to start a new run")
-
-
-def _check_checkpoint(path: Path) -> None:
-    import torch
-
-    try:
-        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:
-        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated ({str(err).splitlines()[0]})",
-                              "nothing was changed; delete that file to restart the run from its beginning, "
-                              "or pass run.resume=false") from err
 
 
 def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

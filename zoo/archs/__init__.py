@@ -29,9 +29,12 @@ def count_params(model) -> int:
 def count_flops(model, input_shape: tuple[int, ...]) -> int | None:
     """Forward FLOPs for one sample (2 per multiply-add), by torch's own FlopCounterMode.
 
-    None where the counter cannot follow the model (an op it cannot trace): a record then
-    says "not counted" rather than a wrong number.
+    None for models without a fixed input shape (text: ``input_shape`` is ()) and where the counter
+    cannot follow the model (an op it cannot trace): a record then says "not counted" rather than a
+    wrong number.
     """
+    if not input_shape:
+        return None
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

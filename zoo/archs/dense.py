@@ -25,6 +25,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class DenseEncoder(nn.Module):
     """A transformer + tokenizer: ``forward(input_ids, attention_mask) -> [B, H]`` normalised mean-pooled vectors."""
 
+    representation = "dense"  # one vector per text: indexed and exported as such (zoo.retrieval)
+
     def __init__(self, model: nn.Module, tokenizer, max_length: int = 256, normalize: bool = True,
                  name: str = "dense"):
         super().__init__()

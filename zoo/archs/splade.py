@@ -86,6 +86,8 @@ def l1_reg(reps: torch.Tensor) -> torch.Tensor:
 class SpladeEncoder(nn.Module):
     """An MLM + tokenizer: ``forward(input_ids, attention_mask) -> [B, |V|]`` SPLADE-max weights."""
 
+    representation = "sparse"  # term weights over the vocabulary: indexed and exported as such (zoo.retrieval)
+
     def __init__(self, mlm: nn.Module, tokenizer, max_length: int = 256, name: str = "splade"):
         super().__init__()
         self.mlm = mlm

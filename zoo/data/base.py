@@ -68,31 +68,35 @@ def fingerprint(*arrays: Any) -> str:
 class ZooDataModule(L.LightningDataModule):
     """Base for the zoo's data modules.
 
-    Subclasses set ``self.splits`` (name -> Dataset), ``num_classes``,
-    ``input_shape`` and ``fingerprint``; ``transform_fingerprint`` is None when
-    training inputs are random (augmentation), which switches the teacher cache off.
-    The data module owns evaluation (``evaluate``): what a split's metrics are depends
-    on the kind of data (accuracy for classes, mAP for boxes), not on the method;
-    ``headline_metric`` is the one printed after a run (``<split>/<headline_metric>``).
+    Subclasses declare their ``kind`` (a name in ``zoo.kinds``: ``image_classification``, ``detection``,
+    ``retrieval``, ...), which decides how runs on them are evaluated, exported and ranked; they set
+    ``self.splits`` (name -> Dataset), ``num_classes`` (None where there are no classes), ``input_shape`` (() for
+    text) and ``fingerprint``; ``transform_fingerprint`` is None when training inputs are random (augmentation),
+    which switches the teacher cache off. ``vocabulary`` names the tokenizer a text kind's data is read with (None
+    for images, and for retrieval, whose encoders bring their own).
     """
 
     name = "base"
-    num_classes: int
+    kind: str = ""
+    num_classes: int | None
     input_shape: tuple[int, ...]
     fingerprint: str
+    vocabulary: str | None = None
     transform_fingerprint: str | None = "identity"
     crop_spec = None  # a region_crops.CropSpec when the training split is served as seeded random crops
-    headline_metric = "acc"
+    export_preprocess: dict | None = None  # how raw inputs become model inputs (else zoo.export.preprocess's recipe)
 
     def __init__(self, cfg: Any, shuffle_seed: int = 0):
         super().__init__()
+        if not self.kind:
+            raise TypeError(f"{type(self).__name__} must declare its kind (a name in zoo.kinds)")
         self.cfg = cfg
         self.shuffle_seed = shuffle_seed  # the run's seed: which samples form each split stays fixed
         self.splits: dict[str, Dataset] = {}
         self.collate_fn = keep_collated
 
     def split_info(self) -> dict[str, Any]:
-        return {"name": self.name, "fingerprint": self.fingerprint,
+        return {"name": self.name, "kind": self.kind, "fingerprint": self.fingerprint,
                 "sizes": {k: len(v) for k, v in self.splits.items()},
                 "split_seed": int(self.cfg.split_seed)}
 
@@ -128,12 +132,3 @@ class ZooDataModule(L.LightningDataModule):
     def attach_teachers(self, teachers: list, say=print) -> None:
         """Called with the ready teachers before training. Nothing here; a data set whose training examples
         depend on the teachers (conversational retrieval mining candidates from a teacher run) overrides it."""
-
-    def evaluate(self, models: list, split: str = "test", prefix: str | None = None, device: str = "cpu",
-                 **context) -> dict[str, float]:
-        """The data set's own metrics of one model or an ensemble over a whole split (``<prefix>/<metric>``):
-        top-1 accuracy and cross-entropy here. Detection and retrieval sets override it; ``context``
-        (``doc_encoder``, ``role``) means something only to retrieval sets."""
-        from zoo.evaluate import evaluate_classifier
-
-        return evaluate_classifier(models, self.eval_loader(split), device=device, prefix=prefix or split)

@@ -113,6 +113,7 @@ def read_coco(path: Path, images_dir: Path) -> tuple[list[tuple[int, str]], list
     return categories, records
 
 
+@DATASETS.register("coco_detection")
 class CocoDetectionDataModule(DetectionDataModule):
     name = "coco_detection"
 
@@ -131,7 +132,3 @@ class CocoDetectionDataModule(DetectionDataModule):
         self.setup_records([name for _, name in train_cats], {"train": train, "val": val},
                            f"{cfg.train_annotations}+{cfg.val_annotations}")
 
-
-@DATASETS.register("coco_detection")
-def build(cfg, shuffle_seed: int = 0) -> CocoDetectionDataModule:
-    return CocoDetectionDataModule(cfg, shuffle_seed)

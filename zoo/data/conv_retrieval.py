@@ -18,7 +18,7 @@ One example per turn that has a positive (a qrels document with rel >= min_rel):
 Teacher runs are files (``teacher_runs``: TREC or DiSCo JSON), or the entry ``teacher``:
 the task's first teacher searching the corpus with the train rewrites, made once the
 teachers are ready (``attach_teachers``; cached under ZOO_HOME, see
-``zoo.data.retrieval_eval.teacher_train_run``), as DiSCo's teachers score offline.
+``zoo.data.teacher_runs``), as DiSCo's teachers score offline.
 
 Tokenization is the method's job. Texts of documents are ``title + ". " + text``.
 
@@ -31,9 +31,8 @@ only; their query ids must be the train split's (for TopiOCQA: row numbers).
 Registered as ``conv_retrieval`` (paths from the config) and ``disco_mini`` (the
 generated set of zoo/data/conv_mini.py, written in the same real formats).
 
-``ZooDataModule`` is reused for split bookkeeping and loaders; ``num_classes`` and
-``input_shape`` are meaningless here (0 and ()), and ``transform_fingerprint`` is None
-because the negatives are random per epoch, which turns the teacher-output cache off.
+Its kind is ``retrieval`` (``zoo.kinds.retrieval``: full-corpus search, scored by MRR@10 and the rest). There are no
+classes and no fixed input shape (``num_classes`` None, ``input_shape`` ()).
 """
 
 import hashlib
@@ -188,13 +187,15 @@ def collate_examples(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+@DATASETS.register("conv_retrieval")
 class ConvRetrievalDataModule(ZooDataModule):
     """Conversational retrieval in its real on-disk formats (TopiOCQA, QReCC, CAsT/iKAT), as string batches."""
 
     name = "conv_retrieval"
-    num_classes = 0
+    kind = "retrieval"
+    num_classes = None
     input_shape = ()
-    transform_fingerprint = None  # random negatives per epoch: no teacher-output cache
+    transform_fingerprint = None  # random negatives per epoch
 
     def __init__(self, cfg: Any, shuffle_seed: int = 0):
         super().__init__(cfg, shuffle_seed)
@@ -277,7 +278,7 @@ class ConvRetrievalDataModule(ZooDataModule):
         if not teachers:
             raise DataError(f"data.teacher_runs names '{TEACHER_RUN}' but this method has no teacher",
                             "drop it from data.teacher_runs, or give run files")
-        from zoo.data.retrieval_eval import teacher_train_run
+        from zoo.data.teacher_runs import teacher_train_run
 
         self.teacher_run_file = teacher_train_run(self, teachers[0], say)
         self._run = self._fused([*self.file_runs, read_run(self.teacher_run_file)])
@@ -364,15 +365,6 @@ class ConvRetrievalDataModule(ZooDataModule):
     def qrels(self, split: str) -> Qrels:
         return self.sets[split].qrels
 
-    def evaluate(self, models: list, split: str = "test", prefix: str | None = None, device: str = "cpu",
-                 doc_encoder=None, role: str = "student") -> dict[str, float]:
-        """Index the corpus with ``doc_encoder`` (default: the first model) in a Lucene impact index, search the
-        split's queries (conversations; rewrites for ``role="teacher"``) with ``models[0]``, score with qrels."""
-        from zoo.data.retrieval_eval import evaluate_retrieval
-
-        return evaluate_retrieval(self, models[0], split, prefix or split, doc_encoder or models[0],
-                                  "rewrite" if role == "teacher" else "conversation")
-
     def split_info(self) -> dict[str, Any]:
         info = super().split_info()
         info["skipped"] = {split: dict(ds.skipped) for split, ds in self.splits.items()}
@@ -394,11 +386,8 @@ class ConvRetrievalDataModule(ZooDataModule):
                           persistent_workers=int(self.cfg.num_workers) > 0, drop_last=bool(self.cfg.drop_last))
 
 
-@DATASETS.register("conv_retrieval")
-def build(cfg: Any, shuffle_seed: int = 0) -> ConvRetrievalDataModule:
-    return ConvRetrievalDataModule(cfg, shuffle_seed)
 
-
+@DATASETS.register("disco_mini")
 class DiscoMiniDataModule(ConvRetrievalDataModule):
     """conv_mini (built on first use) through the same readers and sampler as the real sets.
 
@@ -414,8 +403,3 @@ class DiscoMiniDataModule(ConvRetrievalDataModule):
                   for split, name in conv_mini.SPLIT_FILES.items()}
         return Sources("qrecc", folder / "corpus.jsonl", splits, {"qid_scheme": "conv_turn"},
                        self.manifest["fingerprint"][:16])
-
-
-@DATASETS.register("disco_mini")
-def build_mini(cfg: Any, shuffle_seed: int = 0) -> DiscoMiniDataModule:
-    return DiscoMiniDataModule(cfg, shuffle_seed)

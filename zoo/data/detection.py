@@ -97,13 +97,6 @@ def xyxy_to_cxcywh(boxes: np.ndarray, width: int, height: int) -> torch.Tensor:
     return torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
 
 
-def cxcywh_to_xyxy(boxes: torch.Tensor, size: Any) -> torch.Tensor:
-    """Normalised (cx, cy, w, h) -> pixel (x1, y1, x2, y2) in an image of ``size`` = (h, w)."""
-    h, w = (float(s) for s in size)
-    cx, cy, bw, bh = boxes.unbind(-1)
-    return torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
-
-
 def hflip_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
     """Normalised boxes of a horizontally flipped image: cx -> 1 - cx."""
     flipped = boxes.clone()
@@ -175,28 +168,6 @@ def collate_detection(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "index": torch.tensor([s["index"] for s in samples], dtype=torch.long)}
 
 
-def metric_targets(targets: list[dict[str, Any]], num_classes: int) -> list[dict[str, torch.Tensor]]:
-    """Batch targets -> torchmetrics ``MeanAveragePrecision`` targets in pixels of the original image.
-
-    Ignore regions become ``iscrowd`` boxes, which COCO-style matching treats as
-    "a detection inside counts neither as hit nor as false positive"; a region for
-    every class (-1) is repeated once per class.
-    """
-    out = []
-    for t in targets:
-        ignore_labels = t["ignore_labels"]
-        everyone = ignore_labels < 0
-        ignore_boxes = torch.cat([t["ignore_boxes"][~everyone], t["ignore_boxes"][everyone].repeat(num_classes, 1)])
-        ignore_labels = torch.cat([ignore_labels[~everyone],
-                                   torch.arange(num_classes).repeat_interleave(int(everyone.sum()))])
-        boxes = torch.cat([t["boxes"], ignore_boxes])
-        out.append({"boxes": cxcywh_to_xyxy(boxes, t["orig_size"]),
-                    "labels": torch.cat([t["class_labels"], ignore_labels]),
-                    "iscrowd": torch.cat([torch.zeros(len(t["boxes"]), dtype=torch.long),
-                                          torch.ones(len(ignore_boxes), dtype=torch.long)])})
-    return out
-
-
 # ---------------------------------------------------------------- data module
 
 
@@ -224,16 +195,8 @@ class DetectionDataModule(ZooDataModule):
     labels are not public and COCO's test-dev is scored on a server.
     """
 
+    kind = "detection"
     classes: list[str]
-    headline_metric = "map"
-
-    def evaluate(self, models: list, split: str = "test", prefix: str | None = None,
-                 device: str = "cpu", **context) -> dict[str, float]:
-        """COCO-style mAP, mAP@0.5 and per-class AP (``zoo.evaluate.evaluate_detector``); one model only."""
-        from zoo.evaluate import evaluate_detector
-
-        return evaluate_detector(models, self.eval_loader(split), self.classes, device=device,
-                                 prefix=prefix or split)
 
     def setup_records(self, classes: list[str], records: dict[str, list[DetectionRecord]],
                       split_source: str) -> None:

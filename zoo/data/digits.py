@@ -6,8 +6,10 @@ from zoo.data.base import TensorDictDataset, ZooDataModule, fingerprint, fixed_s
 from zoo.registry import DATASETS
 
 
+@DATASETS.register("digits")
 class DigitsDataModule(ZooDataModule):
     name = "digits"
+    kind = "image_classification"
     num_classes = 10
     input_shape = (1, 8, 8)
 
@@ -23,7 +25,3 @@ class DigitsDataModule(ZooDataModule):
                        for name, idx in (("train", train), ("val", val), ("test", test))}
         self.fingerprint = fingerprint(images, labels, train, val, test)
 
-
-@DATASETS.register("digits")
-def build(cfg, shuffle_seed: int = 0) -> DigitsDataModule:
-    return DigitsDataModule(cfg, shuffle_seed)

@@ -50,8 +50,10 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
+@DATASETS.register("fashion_mnist")
 class FashionMNISTDataModule(ZooDataModule):
     name = "fashion_mnist"
+    kind = "image_classification"
     num_classes = 10
     input_shape = (1, 28, 28)
 
@@ -95,7 +97,3 @@ class FashionMNISTDataModule(ZooDataModule):
         self.fingerprint = fingerprint(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                                        arrays["test_labels"], train_idx, val_idx)
 
-
-@DATASETS.register("fashion_mnist")
-def build(cfg, shuffle_seed: int = 0) -> FashionMNISTDataModule:
-    return FashionMNISTDataModule(cfg, shuffle_seed)

@@ -99,8 +99,10 @@ class SeededCropImageFolder(IndexedImageFolder):
         return sample
 
 
+@DATASETS.register("imagefolder")
 class ImageFolderDataModule(ZooDataModule):
     name = "imagefolder"
+    kind = "image_classification"
     transform_fingerprint = None  # random crops: teacher outputs cannot be cached
 
     def __init__(self, cfg, shuffle_seed: int = 0):
@@ -130,7 +132,3 @@ class ImageFolderDataModule(ZooDataModule):
         listing = "\n".join(f"{p}:{c}" for p, c in train.folder.samples + val.folder.samples)
         self.fingerprint = hashlib.sha256(listing.encode()).hexdigest()[:16]
 
-
-@DATASETS.register("imagefolder")
-def build(cfg, shuffle_seed: int = 0) -> ImageFolderDataModule:
-    return ImageFolderDataModule(cfg, shuffle_seed)

@@ -208,6 +208,7 @@ def plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+@DATASETS.register("kitti")
 class KittiDataModule(DetectionDataModule):
     name = "kitti"
 
@@ -223,7 +224,3 @@ class KittiDataModule(DetectionDataModule):
         self.root = root
         self.setup_records(classes, records, source)
 
-
-@DATASETS.register("kitti")
-def build(cfg, shuffle_seed: int = 0) -> KittiDataModule:
-    return KittiDataModule(cfg, shuffle_seed)

@@ -46,6 +46,7 @@ regenerates) and from a folder that is not its own (which it refuses to touch).
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -326,18 +327,18 @@ def ensure_kitti_mini(root: Path, params: dict[str, Any], objects_root: str | No
                       progress: bool = True) -> Path:
     """``root`` holding a complete, current kitti_mini; generated or regenerated under a file lock."""
     from filelock import FileLock
-    from rich.console import Console
 
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root.parent / f".{root.name}.lock")):  # two ranks or runs must not generate at once
         reason = folder_state(root, params)
         if reason is not None:
             if reason not in ("missing", "empty"):
-                Console(stderr=True).print(f"kitti_mini at {root} is {reason}: regenerating")
+                logging.getLogger(__name__).warning("kitti_mini at %s is %s: regenerating", root, reason)
             generate(root, params, objects_root, progress)
     return root
 
 
+@DATASETS.register("kitti_mini")
 class KittiMiniDataModule(KittiDataModule):
     name = "kitti_mini"
 
@@ -346,7 +347,3 @@ class KittiMiniDataModule(KittiDataModule):
         ensure_kitti_mini(root, parameters(cfg), cfg.objects_root)
         super().__init__(cfg, shuffle_seed, root=root)
 
-
-@DATASETS.register("kitti_mini")
-def build(cfg, shuffle_seed: int = 0) -> KittiMiniDataModule:
-    return KittiMiniDataModule(cfg, shuffle_seed)

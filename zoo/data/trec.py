@@ -158,14 +158,18 @@ def ranked(docs: dict[str, float]) -> list[tuple[str, float]]:
     return sorted(docs.items(), key=lambda item: (-item[1], item[0]))
 
 
-def write_run(run: Run, path: str | Path, tag: str = "zoo", depth: int | None = None) -> None:
-    """TREC run: per query (in mapping order) the documents ranked by score, ranks from 1."""
+def write_run(run: Run, path: str | Path, tag: str = "zoo", depth: int | None = None) -> Path:
+    """TREC run ``qid Q0 docid rank score tag``: per query (in mapping order) the documents ranked by score, ranks
+    from 1; returns ``path``."""
     if not tag or any(c.isspace() for c in tag):
         raise ValueError(f"run tag must be one non-empty word, got {tag!r}")
-    with _open_text(Path(path), "wt") as out:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _open_text(path, "wt") as out:
         for qid, docs in run.items():
             for rank, (docid, score) in enumerate(ranked(docs)[:depth], start=1):
                 out.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+    return path
 
 
 REDUCERS = {"mean": lambda scores: sum(scores) / len(scores), "sum": sum, "max": max}

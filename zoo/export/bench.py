@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.atomic import atomic_write_text
 from zoo.errors import ConfigError
-from zoo.records import atomic_write_text, hardware, new_run_id, now_iso, package_versions
+from zoo.records import hardware, new_run_id, now_iso, package_versions
 
 DEFAULT_BATCHES = (1, 8, 32)
 
@@ -133,10 +134,15 @@ def format_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def bench_command(run: str | None = None, model: str | None = None, batches: list[int] | tuple[int, ...] | None = None,
-                  warmup: int = 10, iters: int = 100, threads: int | None = None, profile: str = "default") -> int:
-    """``zoo bench run=RUN_DIR | model=EXPORT_DIR``: prints the table, writes bench-<time>.json beside the model."""
-    from zoo.export.onnx_export import export_run
+def bench(run: str | None = None, model: str | None = None, batches: list[int] | tuple[int, ...] | None = None,
+          warmup: int = 10, iters: int = 100, threads: int | None = None, profile: str = "default",
+          ) -> tuple[dict[str, Any], Path]:
+    """``zoo bench run=RUN_DIR | model=EXPORT_DIR``: the bench record, written to bench-<time>.json beside the
+    model, and its path. A run is exported (checked, into a temporary folder) first; only image classifiers have a
+    bench so far."""
+    from zoo.export.classifier import export_run
+    from zoo.kinds import kind_of
+    from zoo.runs import load_run
 
     if (run is None) == (model is None):
         raise ConfigError("zoo bench takes exactly one of run=RUN_DIR or model=EXPORT_DIR",
@@ -145,8 +151,12 @@ def bench_command(run: str | None = None, model: str | None = None, batches: lis
     if not batches or min(batches) < 1 or warmup < 0 or iters < 2:
         raise ConfigError("batches must be positive, warmup >= 0 and iters >= 2")
     if run is not None:
+        loaded = load_run(Path(run))
+        if kind_of(loaded.datamodule).name != "image_classification":
+            raise ConfigError(f"zoo bench measures image classifiers; run '{run}' is a {loaded.datamodule.kind} run",
+                              "bench its export folder's runtime by hand, or wait for that kind's bench")
         with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
-            exported = export_run(run, Path(tmp) / "onnx", profile, say=lambda _: None)
+            exported = export_run(loaded, Path(tmp) / "onnx", profile, say=lambda _: None)
             record = bench_folder(exported.folder, batches, warmup, iters, threads)
         record["source"] = {"kind": "run", "run_dir": str(Path(run).resolve()), "profile": profile}
         destination = Path(run)
@@ -156,9 +166,7 @@ def bench_command(run: str | None = None, model: str | None = None, batches: lis
         destination = Path(model)
     path = destination / f"bench-{new_run_id()}.json"
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-    print(format_table(record))
-    print(f"record: {path}")
-    return 0
+    return record, path
 
 
 def _load_average() -> float | None:

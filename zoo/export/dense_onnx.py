@@ -6,7 +6,8 @@
 The graph maps (input_ids [B, n] int64, attention_mask [B, n] int64) -> sentence_embedding [B, dim] float32 and
 holds the whole pipeline, transformer -> mean over the unmasked tokens -> L2 normalisation, so that inner products
 of its outputs are the cosine similarities the faiss index was built with; batch and sequence axes are dynamic.
-The graph steps (export, ``onnx.checker``, opset and IO names) are the SPLADE exporter's (zoo.export.splade_onnx).
+The graph steps (export, ``onnx.checker``, opset and IO names) are shared with the SPLADE exporter
+(``zoo.export.text_encoders``).
 
 Folder (staged in a hidden temp folder and renamed into place only after every check passed): ``model.onnx``,
 ``tokenizer/``, ``dense.json`` (IO names, dimension, max length, pooling) and ``export.json`` (graph facts,
@@ -25,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from zoo.export.errors import ExportCheckError
-from zoo.export.splade_onnx import DEFAULT_TEXTS, INPUTS, OnnxTextEncoder, export_text_encoder, paired_outputs
+from zoo.export.text_encoders import DEFAULT_TEXTS, INPUTS, OnnxTextEncoder, export_text_encoder, paired_outputs
 
 OUTPUT = "sentence_embedding"  # not "embedding": torch's exporter already names the BERT embedding lookup so
 SCHEMA = 1
@@ -38,7 +39,7 @@ def check_parity(encoder: nn.Module, onnx_path: Path, texts: Sequence[str], max_
 
     session = make_session(Path(onnx_path), threads=threads)
     max_diff, min_cosine, nonfinite, rows = 0.0, 1.0, 0, 0
-    for ref, got in paired_outputs(encoder, session, texts, batch_size, output=OUTPUT):
+    for ref, got in paired_outputs(encoder, session, texts, OUTPUT, batch_size):
         nonfinite += int((~np.isfinite(got)).sum())
         got = np.nan_to_num(got)
         max_diff = max(max_diff, float(np.abs(got - ref).max()))
@@ -58,7 +59,7 @@ def export_dense(encoder: nn.Module, out: str | Path, texts: Sequence[str] | Non
     """Export a dense query encoder to the folder ``out`` (see the module docstring); returns ``out``."""
     spec = {"schema": SCHEMA, "inputs": list(INPUTS), "output": OUTPUT, "dim": int(encoder.dim),
             "max_length": int(encoder.max_length), "normalize": bool(encoder.normalize),
-            "pooling": "mean over attention_mask", "encoder": getattr(encoder, "name", type(encoder).__name__)}
+            "pooling": "mean over attention_mask", "encoder": encoder.name}
     return export_text_encoder(
         encoder, out, kind="dense", output=OUTPUT, spec=spec, opset=opset, exporter=exporter, source=source,
         check=lambda path: check_parity(encoder, path, list(texts or DEFAULT_TEXTS), max_abs_diff))

@@ -2,7 +2,7 @@
 
     zoo export run=runs/detr_kitti/<run-id> [profile=detector] [out=DIR]
 
-``zoo export`` sends runs whose data is detection here (``onnx_export.export_run``). The graph:
+The ``detection`` kind's exporter (``zoo.kinds.detection``): ``zoo export`` sends detection runs here. The graph:
 
     inputs      float [B, 3, H, W]  ImageNet-normalised, zero-padded to the fixed canvas H x W
     pixel_mask  int64 [B, H, W]     1 = real pixel
@@ -10,7 +10,7 @@
         scores  float [B, Q, C]     per-class sigmoid probabilities (focal heads: no background class)
 
 Post-processing (top-k over queries x classes, scaling to pixels) stays outside the graph, as in
-``zoo.evaluate.detections``: it is a few lines in any runtime, and keeping it out keeps the graph free
+``zoo.metrics.detection.detections``: it is a few lines in any runtime, and keeping it out keeps the graph free
 of data-dependent shapes. H x W is the data module's canvas (``image_size``: KITTI 384 x 1280, the mini
 set 64 x 192): smaller images are padded into it with their pixel mask, exactly as training batches are.
 
@@ -32,9 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.atomic import atomic_folder, write_json
+from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.profiles import ExportProfile, load_profile
-from zoo.records import hardware, now_iso, package_versions
+from zoo.export.report import ExportResult, export_report, is_export_folder
+from zoo.metrics.detection import detections, metric_targets
 
 INPUTS, OUTPUTS = ["inputs", "pixel_mask"], ["boxes", "scores"]
 
@@ -82,9 +85,6 @@ def check_parity(model: nn.Module, path: Path, datamodule, profile: ExportProfil
     import onnxruntime as ort
     from torchmetrics.detection import MeanAveragePrecision
 
-    from zoo.data.detection import metric_targets
-    from zoo.evaluate import detections
-
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     maps = {k: MeanAveragePrecision(iou_type="bbox", backend="pycocotools") for k in ("torch", "onnx")}
@@ -114,22 +114,21 @@ def check_parity(model: nn.Module, path: Path, datamodule, profile: ExportProfil
     return {**result, "passed": True}
 
 
-def export_detector_run(loaded, out: Path, profile: ExportProfile | str = "detector",
-                        say: Callable[[str], None] = print):
-    """Export a finished detection run's student (``loaded``: ``zoo.export.sources.LoadedRun``) to ``out``."""
-    from zoo.export.onnx_export import ExportResult, _write_json, staged_export
+def export_detector_run(loaded, out: Path | None = None, profile: ExportProfile | str = "detector",
+                        say: Callable[[str], None] = print) -> ExportResult:
+    """Export a finished detection run's student (``loaded``: ``zoo.runs.LoadedRun``) to ``out`` (default
+    ``<run>/export/<profile>``)."""
     from zoo.weights import sha256_file
 
     profile = load_profile(profile) if isinstance(profile, str) else profile
     if profile.precision != "fp32":
-        from zoo.errors import ConfigError
-
         raise ConfigError(f"detector export supports fp32 only, profile '{profile.name}' is {profile.precision}",
                           "use profile=detector")
     record, cfg, datamodule = loaded.record, loaded.cfg, loaded.datamodule
-    out = Path(out).expanduser().resolve()
+    out = Path(out or loaded.run_dir / "export" / profile.name).expanduser().resolve()
     canvas = tuple(int(s) for s in datamodule.input_shape[1:])
-    with staged_export(out) as tmp:  # refuses a foreign out before anything is said or exported
+    # atomic_folder refuses a foreign out before anything is said or exported
+    with atomic_folder(out, is_export_folder, "an export folder", "pass out=<a new folder>") as tmp:
         say(f"exporting {cfg.student.arch} of {record.task}/{record.run_id} (canvas {canvas[0]}x{canvas[1]}) ...")
         started = time.perf_counter()
         to_onnx(loaded.student, tmp / "model.onnx", canvas, profile)
@@ -138,17 +137,15 @@ def export_detector_run(loaded, out: Path, profile: ExportProfile | str = "detec
         shutil.copyfile(loaded.run_dir / "student.safetensors", tmp / "student.safetensors")
         files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
                  for name in ("model.onnx", "student.safetensors")}
-        report = {"schema": 1, "created": now_iso(), "kind": "detector", "profile": profile.to_dict(),
-                  "io": {"inputs": {"inputs": [None, 3, *canvas], "pixel_mask": [None, *canvas]},
-                         "outputs": {"boxes": "[B, Q, 4] normalised cxcywh", "scores": "[B, Q, C] sigmoid"},
-                         "classes": list(datamodule.classes), "mean_std": "imagenet"},
-                  "source": {"run_dir": str(loaded.run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-                             "method": record.method, "arch": cfg.student.arch, "record_metrics": record.metrics},
-                  "parity": parity, "files": files,
-                  "seconds": {"export": round(exported - started, 3),
-                              "check": round(time.perf_counter() - exported, 3)},
-                  "versions": package_versions(), "hardware": hardware()}
-        _write_json(tmp / "export.json", report)
+        io = {"inputs": {"inputs": [None, 3, *canvas], "pixel_mask": [None, *canvas]},
+              "outputs": {"boxes": "[B, Q, 4] normalised cxcywh", "scores": "[B, Q, C] sigmoid"},
+              "classes": list(datamodule.classes), "mean_std": "imagenet"}
+        source = {"run_dir": str(loaded.run_dir.resolve()), "run_id": record.run_id, "task": record.task,
+                  "method": record.method, "arch": cfg.student.arch, "record_metrics": record.metrics}
+        report = export_report(kind="detector", profile=profile.to_dict(), io=io, source=source, parity=parity,
+                               files=files, seconds={"export": round(exported - started, 3),
+                                                     "check": round(time.perf_counter() - exported, 3)})
+        write_json(tmp / "export.json", report)
     say(f"checked on {parity['samples']} {parity['split']} images: max |diff| {parity['max_abs_diff']:.2e}, "
         f"mAP {parity['metric_onnx']:.4f} (onnx) vs {parity['metric_torch']:.4f} (torch)")
     say(f"exported -> {out}")

@@ -55,7 +55,7 @@ _RECIPES = {"digits": _digits, "fashion_mnist": _fashion_mnist, "imagefolder": _
 
 def spec_for_datamodule(datamodule, input_dtype: str) -> dict[str, Any]:
     """The preprocess spec of a classifier trained on ``datamodule``."""
-    recipe = getattr(datamodule, "export_preprocess", None)
+    recipe = datamodule.export_preprocess
     if recipe is None:
         if datamodule.name not in _RECIPES:
             raise ExportError(f"no input recipe for dataset '{datamodule.name}': preprocess.json cannot be written",

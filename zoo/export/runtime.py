@@ -18,7 +18,6 @@ torch nor the rest of the zoo's dependencies.
 """
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,14 +168,9 @@ def load_inputs(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
     return batch[None] if batch.ndim == len(input_shape) else batch
 
 
-def infer_command(model: str, inputs: str, providers: list[str] | None = None) -> int:
-    """``zoo infer model=DIR inputs=FILE.npy``: prints row, top-1 class index, class name and probability."""
+def predict_file(model: str | Path, inputs: str | Path, providers: list[str] | None = None,
+                 ) -> tuple[OnnxClassifier, np.ndarray]:
+    """``zoo infer model=DIR inputs=FILE.npy``: the loaded classifier and the class probabilities of every row."""
     clf = OnnxClassifier(model, providers=providers)
     batch = load_inputs(inputs, clf.input_shape)
-    probs = softmax(clf.predict(batch))
-    print(f"# {clf.folder / 'model.onnx'} on {clf.provider}", file=sys.stderr)
-    print("row\ttop1\tclass\tprob")
-    for row, p in enumerate(probs):
-        top = int(p.argmax())
-        print(f"{row}\t{top}\t{clf.classes[top]}\t{p[top]:.4f}")
-    return 0
+    return clf, softmax(clf.predict(batch))

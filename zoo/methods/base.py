@@ -1,64 +1,101 @@
-"""DistillModule: what every distillation method shares.
+"""DistillModule: what every distillation method shares, whatever the kind of its task.
 
-- Teachers are frozen (eval mode, no grad) and held in a plain list, so they
-  are not submodules: they stay out of ``state_dict``, out of Lightning
-  checkpoints and out of DDP's gradient sync. The module moves them to its
+- A method is built as ``Method(student, teachers, context)``: ``context`` (a ``MethodContext``) tells it the
+  task's kind, its method and optim config blocks, the class count or tokenizer, the input shape and the
+  teacher-output cache, so it can size its own modules (an adapter, a head) with a dry run (``feature_shapes``).
+- A method declares the kinds it trains on (``kinds``); ``zoo train`` refuses any other with one line.
+- Teachers are frozen (eval mode, no grad) and held in a plain list, so they are not submodules: they stay out of
+  ``state_dict``, out of Lightning checkpoints and out of DDP's gradient sync. The module moves them to its
   device itself.
-- A method implements ``losses(batch) -> {name: tensor}`` and, if it weighs
-  them, ``loss_weights()``; the base logs each loss and their weighted sum.
-- ``teacher_outputs(batch)`` returns the teachers' logits (and hooked features)
-  batch-first as [B, K, ...] for K teachers, read from the teacher-output cache
-  where it can and counting every real teacher forward pass.
+- A method implements ``losses(batch) -> {name: tensor}`` and, if it weighs them, ``loss_weights()``; the base
+  logs each loss and their weighted sum, and counts teacher forward passes (``count_teacher_calls``).
 - Optimiser and schedule come from the ``optim`` block of the config.
+
+What one kind adds (accuracy during validation, teacher outputs read from a cache) lives in a subclass per kind
+(``zoo.methods.classification``), not here.
 """
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
-import torchmetrics
 from torch import nn
 
 from zoo.errors import ConfigError
 from zoo.methods.hooks import FeatureHooks
-from zoo.teacher_cache import TeacherOutputCache
+
+
+@dataclass
+class MethodContext:
+    """What a method is told about its run beyond the student and the teachers."""
+
+    kind: str                           # the task's kind (``zoo.kinds``), declared by its data module
+    method: Any                         # the ``method`` config block
+    optim: Any                          # the ``optim`` config block
+    num_classes: int | None = None      # classes of a classification or detection task; None otherwise
+    input_shape: tuple[int, ...] = ()   # one sample's shape (C, H, W); () for texts
+    vocabulary: str | None = None       # the tokenizer a text kind's data is read with; None otherwise
+    cache: Any = None                   # a TeacherOutputCache where the kind and the inputs allow one
+
+    @classmethod
+    def of(cls, datamodule, method: Any, optim: Any, cache: Any = None) -> "MethodContext":
+        """The context of training with the ``method`` and ``optim`` blocks on ``datamodule``."""
+        return cls(kind=datamodule.kind, method=method, optim=optim, num_classes=datamodule.num_classes,
+                   input_shape=tuple(datamodule.input_shape), vocabulary=datamodule.vocabulary, cache=cache)
 
 
 class DistillModule(L.LightningModule):
-    uses_teachers = True  # False for the no-distillation baseline
-    modality = "image_classification"  # what batches it trains on: picks the smoke-test task in tests
+    uses_teachers = True  # False for methods that train a student alone (baselines, teacher recipes)
+    kinds: tuple[str, ...] = ()  # the task kinds this method trains on
 
-    def __init__(self, student: nn.Module, teachers: list[nn.Module], method_cfg: Any, optim_cfg: Any,
-                 num_classes: int, cache: TeacherOutputCache | None = None):
+    def __init__(self, student: nn.Module, teachers: list[nn.Module], context: MethodContext):
         super().__init__()
+        self.check_kind(context.kind, context.method.name)
         if self.uses_teachers and not teachers:
-            raise ConfigError(f"method '{method_cfg.name}' needs at least one teacher")
+            raise ConfigError(f"method '{context.method.name}' needs at least one teacher")
+        self.context = context
         self.student = student
         self.teachers = list(teachers)  # a list, not nn.ModuleList: see the module docstring
         for teacher in self.teachers:
             teacher.eval().requires_grad_(False)
-        self.method_cfg, self.optim_cfg = method_cfg, optim_cfg
-        self.cache = cache
+        self.method_cfg, self.optim_cfg = context.method, context.optim
         self.teacher_calls = {"forward_passes": 0, "samples": 0}
         self.total_teacher_calls = dict(self.teacher_calls)  # summed over ranks at the end of fit
-        self.student_hooks = FeatureHooks(student, list(method_cfg.get("student_features") or []))
-        self.teacher_hooks = [FeatureHooks(t, list(method_cfg.get("teacher_features") or []))
+        self.student_hooks = FeatureHooks(student, list(self.method_cfg.get("student_features") or []))
+        self.teacher_hooks = [FeatureHooks(t, list(self.method_cfg.get("teacher_features") or []))
                               for t in self.teachers]
-        self.val_acc = torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    @classmethod
+    def check_kind(cls, kind: str, name: str) -> None:
+        """One line when a task of ``kind`` asks for this method (registered as ``name``) and it trains others."""
+        if kind not in cls.kinds:
+            raise ConfigError(f"method '{name}' trains {' or '.join(cls.kinds) or 'no'} students; this task's data "
+                              f"is {kind}", "pick a method made for this task's kind")
 
     # -- what a method provides --------------------------------------------------
-    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def loss_weights(self) -> dict[str, float]:
         return {}
 
-    def batch_size(self, batch: dict[str, torch.Tensor]) -> int:
+    def batch_size(self, batch: dict[str, Any]) -> int:
         """Samples in a batch, for logging; a method whose batches carry no ``targets`` overrides it."""
         return len(batch["targets"])
 
+    def evaluation_context(self) -> dict[str, Any]:
+        """What the kind's evaluation needs from the method beyond the student (retrieval: the frozen document
+        encoder); nothing by default."""
+        return {}
+
     # -- teachers ----------------------------------------------------------------
+    def count_teacher_calls(self, forward_passes: int, samples: int) -> None:
+        """Every real teacher forward pass is counted: the record's cost column."""
+        self.teacher_calls["forward_passes"] += forward_passes
+        self.teacher_calls["samples"] += samples
+
     def _move_teachers(self) -> None:
         for teacher in self.teachers:
             teacher.to(self.device).eval()
@@ -70,38 +107,28 @@ class DistillModule(L.LightningModule):
         self._move_teachers()
 
     @torch.no_grad()
-    def run_teachers(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs: dict[str, list[torch.Tensor]] = {"logits": []}
-        for teacher, hooks in zip(self.teachers, self.teacher_hooks, strict=True):
-            outputs["logits"].append(teacher(inputs))
-            for path, feature in hooks.outputs.items():
-                outputs.setdefault(path, []).append(feature)
-        self.teacher_calls["forward_passes"] += len(self.teachers)
-        self.teacher_calls["samples"] += len(inputs) * len(self.teachers)
-        return {name: torch.stack(values, dim=1).float() for name, values in outputs.items()}
-
-    def teacher_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """[B, K, ...] teacher outputs for a training batch; cached when inputs are deterministic.
-
-        A batch from a soft-label store (random crops, ``zoo.soft_label_store``) carries the
-        ensemble's probabilities instead; they are served as one teacher's logits log p_T.
-        """
-        if "soft_labels" in batch:
-            return {"logits": batch["soft_labels"].clamp_min(1e-12).log().unsqueeze(1)}
-        if self.cache is not None:
-            stored = self.cache.lookup(batch["index"])
-            if stored is not None:
-                return {name: value.to(self.device, non_blocking=True) for name, value in stored.items()}
-        outputs = self.run_teachers(batch["inputs"])
-        if self.cache is not None:
-            self.cache.store(batch["index"], outputs)
-        return outputs
+    def feature_shapes(self, batch_size: int = 2) -> tuple[dict[str, tuple[int, ...]], list[dict[str, tuple]]]:
+        """A dry run on zeros of the context's input shape: the shapes of the hooked student features and of each
+        teacher's hooked features (``method.student_features`` / ``teacher_features``), to size adapters with.
+        The models' train/eval modes are left as they were."""
+        if not self.context.input_shape:
+            raise ConfigError(f"method '{self.method_cfg.name}' sizes its modules from a dry run on images, but "
+                              f"this task's inputs ({self.context.kind}) have no fixed shape")
+        inputs = torch.zeros(batch_size, *self.context.input_shape)
+        shapes = []
+        for model, hooks in [(self.student, self.student_hooks), *zip(self.teachers, self.teacher_hooks, strict=True)]:
+            was_training = model.training
+            model.eval()
+            model(inputs)
+            model.train(was_training)
+            shapes.append({path: tuple(feature.shape[1:]) for path, feature in hooks.outputs.items()})
+        return shapes[0], shapes[1:]
 
     # -- Lightning hooks -----------------------------------------------------------
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.student(inputs)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)
         weights = self.loss_weights()
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
@@ -114,14 +141,6 @@ class DistillModule(L.LightningModule):
                     self.log(f"train/{name}", value.detach(), batch_size=size)
             self.log("train/loss", total.detach(), prog_bar=True, batch_size=size)
         return total
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.val_acc.update(self.student(batch["inputs"]), batch["targets"])
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(batch["targets"]))
-
-    def on_train_epoch_end(self) -> None:
-        if self.cache is not None:
-            self.cache.flush()
 
     def on_train_end(self) -> None:
         counts = torch.tensor([self.teacher_calls["forward_passes"], self.teacher_calls["samples"]],

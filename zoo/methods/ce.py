@@ -5,12 +5,12 @@ L = CE(y, s), s the student's logits.
 
 import torch.nn.functional as F
 
-from zoo.methods.base import DistillModule
+from zoo.methods.classification import ClassificationModule
 from zoo.registry import METHODS
 
 
 @METHODS.register("ce")
-class CrossEntropy(DistillModule):
+class CrossEntropy(ClassificationModule):
     uses_teachers = False
 
     def losses(self, batch):

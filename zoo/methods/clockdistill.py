@@ -62,9 +62,9 @@ from zoo.registry import METHODS
 class ClockDistill(DetrModule):
     uses_teachers = True
 
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes, cache=None):
-        super().__init__(student, teachers, method_cfg, optim_cfg, num_classes, cache)
-        cfg = self.method_cfg
+    def __init__(self, student, teachers, context):
+        super().__init__(student, teachers, context)
+        cfg, num_classes = self.method_cfg, context.num_classes
         s_dim, t_dim = student.hidden_size, self.teachers[0].hidden_size
         adapter = str(cfg.adapter).lower()
         if adapter not in ("auto", "true", "false"):

@@ -36,20 +36,23 @@ class DenseCE(DiSCo):
                         "reg_warmup_steps", "anti_zero")  # kept in its YAML for disco's overrides; unused here
     teacher_use = "mined the candidates only"  # leaderboard teacher column: nothing is distilled from it
 
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
+    def __init__(self, student, teachers, context):
+        method_cfg = context.method
         if str(method_cfg.get("doc_encoder", "student_copy")) != "student_copy":
             raise ConfigError("dense_ce encodes documents with a frozen copy of the dense student",
                               "set method.doc_encoder=student_copy")
         if bool(method_cfg.get("init_from_teacher", False)):
             raise ConfigError("dense_ce cannot start from a SPLADE teacher's weights",
                               "set method.init_from_teacher=false (the dense student starts from student.arch)")
-        super().__init__(student, teachers, method_cfg, optim_cfg, num_classes, cache)
+        super().__init__(student, teachers, context)
         self.w_kd, self.w_ce = 0.0, 1.0  # no distillation
         self.scale = float(self.method_cfg.get("scale", 20.0))
 
     @staticmethod
     def check_encoders(student, teachers) -> None:
-        if not hasattr(student, "encode") or not hasattr(student, "dim"):
+        from zoo.archs.dense import DenseEncoder
+
+        if not isinstance(student, DenseEncoder):
             raise ConfigError(f"dense_ce needs a dense encoder (zoo.archs.dense), got {type(student).__name__}",
                               "use student.arch=dense.minilm")
 

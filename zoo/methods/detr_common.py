@@ -7,8 +7,8 @@ return a ``DetrOutput`` and, given ``labels``, HF's Hungarian set loss (focal cl
 per decoder layer with ``auxiliary_loss``): that loss is "the student's own DETR loss" of every method.
 
 - One teacher (a detector ensemble has no agreed meaning here); frozen and in eval mode by
-  ``DistillModule``. The teacher-output cache is not used: CLoCKDistill's teacher outputs depend
-  on the batch's ground truth (GT queries), and the tasks switch the cache off.
+  ``DistillModule``. No teacher-output cache: the detection kind has none, as CLoCKDistill's teacher
+  outputs depend on the batch's ground truth (GT queries).
 - Validation logs the student's own loss (``val/loss``); mAP is computed once at the end of a run by
   the data module (``DetectionDataModule.evaluate``), where it is exact over the whole split.
 - ``optim.backbone_lr`` (optional): the backbone's own learning rate, as DETR recipes train the
@@ -25,11 +25,12 @@ from zoo.methods.base import DistillModule
 
 class DetrModule(DistillModule):
     uses_teachers = False
+    kinds = ("detection",)
 
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes, cache=None):
-        super().__init__(student, teachers, method_cfg, optim_cfg, num_classes, cache=None)
+    def __init__(self, student, teachers, context):
+        super().__init__(student, teachers, context)
         if len(self.teachers) > 1:
-            raise ConfigError(f"method '{method_cfg.name}' distils one DETR teacher, not {len(self.teachers)}",
+            raise ConfigError(f"method '{context.method.name}' distils one DETR teacher, not {len(self.teachers)}",
                               "give teacher.arch a single name")
 
     # -- forward passes --------------------------------------------------------------------------------
@@ -41,8 +42,7 @@ class DetrModule(DistillModule):
     def teacher_forward(self, batch: dict[str, Any], gt_queries=None):
         """The frozen teacher's DetrOutput (no loss), counted as one teacher query per image."""
         out = self.teachers[0](batch["inputs"], batch["pixel_mask"], gt_queries=gt_queries)
-        self.teacher_calls["forward_passes"] += 1
-        self.teacher_calls["samples"] += len(batch["targets"])
+        self.count_teacher_calls(1, len(batch["targets"]))
         return out
 
     def forward(self, inputs: torch.Tensor, pixel_mask: torch.Tensor | None = None):

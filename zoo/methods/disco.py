@@ -159,11 +159,10 @@ def sample_candidates(teacher_run: Mapping[str, float], qrels: Mapping[str, int]
 # -- the LightningModule -----------------------------------------------------------------------------------------
 @METHODS.register("disco")
 class DiSCo(DistillModule):
-    modality = "retrieval"
+    kinds = ("retrieval",)
 
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
-        # num_classes only sizes the base's unused accuracy metric; DiSCo validates on candidate rankings.
-        super().__init__(student, teachers, method_cfg, optim_cfg, max(2, int(num_classes or 2)), cache)
+    def __init__(self, student, teachers, context):
+        super().__init__(student, teachers, context)
         from zoo.archs.splade import frozen_copy
 
         self.check_encoders(student, self.teachers)
@@ -204,8 +203,10 @@ class DiSCo(DistillModule):
 
     @staticmethod
     def check_encoders(student, teachers) -> None:
+        from zoo.archs.splade import SpladeEncoder
+
         for model in [student, *teachers]:
-            if not hasattr(model, "encode") or not hasattr(model, "vocab_size"):
+            if not isinstance(model, SpladeEncoder):
                 raise ConfigError(f"DiSCo needs SPLADE encoders (zoo.archs.splade), got {type(model).__name__}",
                                   "use student.arch / teacher.arch splade.* with a conversational data set")
 
@@ -215,11 +216,14 @@ class DiSCo(DistillModule):
         for model in others:
             if model.vocab_size != student.vocab_size:
                 raise ConfigError(f"DiSCo needs one vocabulary: student has {student.vocab_size} terms, "
-                                  f"{getattr(model, 'name', type(model).__name__)} has {model.vocab_size}")
+                                  f"{model.name} has {model.vocab_size}")
 
     @property
     def doc_encoder(self):
         return self.doc_encoders[0]
+
+    def evaluation_context(self) -> dict[str, Any]:
+        return {"doc_encoder": self.doc_encoder}  # the corpus is indexed with the frozen document encoder
 
     def _move_teachers(self) -> None:
         super()._move_teachers()
@@ -276,8 +280,7 @@ class DiSCo(DistillModule):
         for k, texts in enumerate(sources):
             teacher = self.teachers[k if len(self.teachers) > 1 else 0]
             scores.append(candidate_scores(teacher.encode(texts, self.max_q).float(), doc_reps.float()))
-        self.teacher_calls["forward_passes"] += len(sources)
-        self.teacher_calls["samples"] += len(sources) * len(batch["conversation"])
+        self.count_teacher_calls(len(sources), len(sources) * len(batch["conversation"]))
         return scores[0] if len(scores) == 1 else torch.stack(scores, dim=1)
 
     # -- losses --------------------------------------------------------------------------------------------------

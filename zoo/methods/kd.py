@@ -11,7 +11,7 @@ of their softened distributions. α (``method.alpha``) and T
 import torch
 import torch.nn.functional as F
 
-from zoo.methods.base import DistillModule
+from zoo.methods.classification import ClassificationModule
 from zoo.registry import METHODS
 
 
@@ -29,7 +29,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 @METHODS.register("kd")
-class KnowledgeDistillation(DistillModule):
+class KnowledgeDistillation(ClassificationModule):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Read once: an OmegaConf lookup per step is measurable on small students.

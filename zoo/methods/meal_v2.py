@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.methods.base import DistillModule
+from zoo.methods.classification import ClassificationModule
 from zoo.registry import METHODS
 
 
@@ -88,11 +88,11 @@ def discriminator_loss(discriminator: nn.Module, student_logits: torch.Tensor,
 
 
 @METHODS.register("meal_v2")
-class MealV2(DistillModule):
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes, cache=None):
-        super().__init__(student, teachers, method_cfg, optim_cfg, num_classes, cache)
+class MealV2(ClassificationModule):
+    def __init__(self, student, teachers, context):
+        super().__init__(student, teachers, context)
         cfg = self.method_cfg
-        self.discriminator = make_discriminator(num_classes, bool(cfg.get("disc_final_relu", True)))
+        self.discriminator = make_discriminator(context.num_classes, bool(cfg.get("disc_final_relu", True)))
         self.disc_lr = float(cfg.get("disc_lr", 1e-4))
         self.disc_lr_follows_student = bool(cfg.get("disc_lr_follows_student", False))
         self.label_weight = float(cfg.get("label_weight", 0.0))

@@ -31,8 +31,8 @@ class SpladeCE(DiSCo):
     # Kept in its YAML so that disco's overrides apply to every arm, but unused: not shown on leaderboards.
     ignored_settings = ("w_kd", "w_ce", "temperature", "fusion", "teacher_scores")
 
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
-        super().__init__(student, teachers, method_cfg, optim_cfg, num_classes, cache)
+    def __init__(self, student, teachers, context):
+        super().__init__(student, teachers, context)
         self.w_kd, self.w_ce = 0.0, 1.0  # no distillation, whatever the config says
 
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -44,11 +44,13 @@ class SpladeCE(DiSCo):
 @METHODS.register("splade_bi")
 class SpladeBiEncoder(DistillModule):
     uses_teachers = False
-    modality = "retrieval"
+    kinds = ("retrieval",)
 
-    def __init__(self, student, teachers, method_cfg, optim_cfg, num_classes: int = 2, cache=None):
-        super().__init__(student, teachers, method_cfg, optim_cfg, max(2, int(num_classes or 2)), cache)
-        if not hasattr(student, "encode"):
+    def __init__(self, student, teachers, context):
+        super().__init__(student, teachers, context)
+        from zoo.archs.splade import SpladeEncoder
+
+        if not isinstance(student, SpladeEncoder):
             raise ConfigError(f"splade_bi needs a SPLADE encoder, got {type(student).__name__}")
         cfg = self.method_cfg
         self.query_key = {"conversation": "conversation", "rewrite": "rewrites"}[str(cfg.get("query", "rewrite"))]

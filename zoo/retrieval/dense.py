@@ -1,18 +1,15 @@
-"""Dense retrieval baseline: sentence embeddings (``dense.minilm``) in an exact faiss ``IndexFlatIP``.
+"""The dense engine: sentence embeddings (``dense.minilm``) in an exact faiss ``IndexFlatIP``.
 
-Same interface as the SPLADE path:
-
-    build_dense_index(encoder, corpus, out_dir)          ->  out_dir/{faiss.index, docids.json, zoo_index.json}
-    dense_search(out_dir, encoder, queries, k=1000)      ->  {qid: {docid: inner product}}
+    build(encoder, corpus, out_dir)          ->  out_dir/{faiss.index, docids.json, zoo_index.json}
+    search(out_dir, encoder, queries, k)     ->  {qid: {docid: inner product}}
 
 With the normalised all-MiniLM-L6-v2 embeddings the inner product is the cosine similarity. The index is exact
-(brute force), so it is also the reference a compressed faiss index would be checked against.
+(brute force), so it is also the reference a compressed faiss index would be checked against. faiss needs no JVM:
+``isolate`` (keep Lucene out of this process) is accepted so that callers need not know which engine they get, and
+is always met.
 """
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.atomic import atomic_folder
 from zoo.errors import ConfigError, DataError
-from zoo.retrieval.index import META, SCHEMA, _batches, iter_corpus, read_meta
-from zoo.retrieval.search import as_queries
-from zoo.retrieval.sparse import Run
+from zoo.retrieval.common import Run, as_queries, batched, is_index, iter_corpus, read_meta, write_meta
+
+KIND = "dense-flat-ip"
+BUILD_OPTIONS = SEARCH_OPTIONS = ("isolate",)  # options beyond the common ones of zoo.retrieval.engines
 
 
 @torch.no_grad()
@@ -37,24 +36,20 @@ def embed(encoder, texts: Sequence[str], batch_size: int = 64, max_length: int |
         encoder.train(was_training)
 
 
-def build_dense_index(encoder, corpus: Iterable[Any], out_dir: str | Path, *, batch_size: int = 64,
-                      max_length: int | None = None, progress: bool = True, total: int | None = None,
-                      overwrite: bool = False) -> Path:
-    """Embed ``corpus`` ((docid, text) or dicts, as ``build_index``) into a faiss IndexFlatIP at ``out_dir``."""
+def build(encoder, corpus: Iterable[Any], out_dir: str | Path, *, batch_size: int = 64, max_length: int | None = None,
+          progress: bool = True, total: int | None = None, overwrite: bool = False, isolate: bool = False) -> Path:
+    """Embed ``corpus`` ((docid, text) or dicts, see ``zoo.retrieval.common``) into a faiss IndexFlatIP at
+    ``out_dir``; ``overwrite`` replaces an earlier zoo index there."""
     import faiss
     from tqdm.auto import tqdm
 
     out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not (overwrite and (out / META).is_file()):
-        raise ConfigError(f"'{out}' already exists", "pass overwrite=True or another out_dir")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o755)
-    try:
+    with atomic_folder(out, lambda old: overwrite and is_index(old), "an index to overwrite",
+                       "pass overwrite=True (only replaces an earlier zoo index) or another out_dir") as tmp:
         index = faiss.IndexFlatIP(int(encoder.dim))
         docids: list[str] = []
         with tqdm(total=total, unit="doc", desc="embedding corpus", disable=not progress) as bar:
-            for batch in _batches(iter_corpus(corpus), batch_size):
+            for batch in batched(iter_corpus(corpus), batch_size):
                 index.add(embed(encoder, [text for _, text in batch], batch_size, max_length))
                 docids.extend(docid for docid, _ in batch)
                 bar.update(len(batch))
@@ -64,26 +59,20 @@ def build_dense_index(encoder, corpus: Iterable[Any], out_dir: str | Path, *, ba
             raise DataError("the corpus has duplicate document ids")
         faiss.write_index(index, str(tmp / "faiss.index"))
         (tmp / "docids.json").write_text(json.dumps(docids), encoding="utf-8")
-        meta = {"schema": SCHEMA, "kind": "dense-flat-ip", "encoder": getattr(encoder, "name", "dense"),
-                "dim": int(encoder.dim), "max_length": int(max_length or encoder.max_length), "documents": len(docids)}
-        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_meta(tmp, {"kind": KIND, "encoder": encoder.name, "dim": int(encoder.dim),
+                         "max_length": int(max_length or encoder.max_length), "documents": len(docids)})
     return out
 
 
-def dense_search(index_dir: str | Path, encoder, queries: Mapping[str, str] | Sequence[str], k: int = 1000,
-                 batch_size: int = 64, max_length: int | None = None) -> Run:
+def search(index_dir: str | Path, encoder, queries: Mapping[str, str] | Sequence[str], k: int = 1000,
+           batch_size: int = 64, max_length: int | None = None, isolate: bool = False) -> Run:
     """Embed ``queries`` and return the top-k documents by inner product: {qid: {docid: score}}."""
     import faiss
 
     meta = read_meta(index_dir)
-    if meta.get("kind") != "dense-flat-ip":
-        raise ConfigError(f"'{index_dir}' is a {meta.get('kind')} index, not a dense one", "use zoo.retrieval.search")
+    if meta.get("kind") != KIND:
+        raise ConfigError(f"'{index_dir}' is a {meta.get('kind')} index, not a dense one",
+                          "search it through zoo.retrieval.engines.search")
     index = faiss.read_index(str(Path(index_dir) / "faiss.index"))
     docids = json.loads((Path(index_dir) / "docids.json").read_text(encoding="utf-8"))
     queries = as_queries(queries)

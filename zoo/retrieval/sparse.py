@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from zoo.errors import DataError
+from zoo.retrieval.common import Run
 
-Run = dict[str, dict[str, float]]
 TermWeights = dict[str, int]
 
 

@@ -1,4 +1,4 @@
-"""Retrieval metrics for TREC-run dicts with ir_measures (pytrec_eval underneath).
+"""Retrieval metrics of TREC-run dicts with ir_measures (pytrec_eval underneath).
 
     evaluate(run, qrels)  ->  {"mrr@10": ..., "mrr": ..., "ndcg@3": ..., "recall@10": ..., "recall@100": ...}
 
@@ -15,7 +15,6 @@ are ignored.
 """
 
 from collections.abc import Mapping
-from pathlib import Path
 
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
@@ -49,15 +48,3 @@ def evaluate(run: Run, qrels: Qrels, rel: int = 1, per_query: bool = False) -> d
     if per_query:
         result["per_query"] = {qid: {name: table.get(qid, {}).get(name, 0.0) for name in named} for qid in qrels}
     return result
-
-
-def write_trec_run(run: Run, path: str | Path, tag: str = "zoo") -> Path:
-    """TREC run file: ``qid Q0 docid rank score tag``, best first per query."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda item: -item[1])
-            for rank, (docid, score) in enumerate(ranked, 1):
-                handle.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
-    return path

@@ -1,4 +1,5 @@
-"""A student -> a checked ONNX folder: model.onnx, preprocess.json, card.yaml, student.safetensors, export.json.
+"""An image classifier -> a checked ONNX folder: model.onnx, preprocess.json, card.yaml, student.safetensors,
+export.json (the ``image_classification`` kind's exporter).
 
     zoo export run=runs/kd_digits/<run-id> [profile=default] [out=DIR]   (default out: <run>/export/<profile>)
 
@@ -9,7 +10,8 @@ test split (``zoo.export.parity``: logits within ``max_abs_diff``, top-1
 accuracy within ``metric_abs_diff``). Everything is written into a hidden temp
 folder beside ``out`` and renamed into place only after every check passed, so
 a folder named ``out`` is always a complete, checked export; a failure raises
-ExportError/ExportCheckError and leaves nothing behind.
+ExportError/ExportCheckError and leaves nothing behind. ``export_card`` does the same for a published model card's
+checkpoint, checked on its task's test split, and ``export_any`` for any classifier module on random inputs.
 
 Exporter: torch's dynamo exporter (``torch.export`` + onnxscript), the default
 since torch 2.9. On torch 2.14 both it and the legacy TorchScript exporter
@@ -24,16 +26,11 @@ also slower (1-4 s vs 0.05-1.5 s for these nets). A model torch.export cannot
 capture (data-dependent control flow) can use ``exporter: torchscript``.
 """
 
-import contextlib
 import copy
-import json
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +38,15 @@ import torch
 import yaml
 from torch import nn
 
+from zoo.atomic import atomic_folder, write_json
 from zoo.cards import InputSpec, MetricEntry, ModelCard, WeightsSpec, parse_card
 from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.parity import check_parity
 from zoo.export.profiles import ExportProfile, load_profile
-from zoo.records import hardware, now_iso, package_versions
+from zoo.export.report import ExportResult, export_report, is_export_folder
 
 INPUT_NAME, OUTPUT_NAME = "inputs", "logits"
-SCHEMA = 1
-
-
-@dataclass
-class ExportResult:
-    folder: Path
-    report: dict[str, Any]  # the content of export.json
 
 
 def to_onnx(model: nn.Module, path: Path, input_shape: tuple[int, ...], profile: ExportProfile) -> None:
@@ -137,7 +128,7 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
                           "use a profile with dynamic_axes.sequence: false")
     out = Path(out).expanduser().resolve()
     started = time.perf_counter()
-    with staged_export(out) as tmp:
+    with atomic_folder(out, is_export_folder, "an export folder", "pass out=<a new folder>") as tmp:
         to_onnx(model, tmp / "model.onnx", tuple(input_shape), profile)
         exported = time.perf_counter()
         graph = check_graph(tmp / "model.onnx", profile)
@@ -145,7 +136,7 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         checked = time.perf_counter()
         dtype = "float16" if profile.precision == "fp16" else "float32"
         spec = {**spec, "input": {**spec["input"], "dtype": dtype}, "output": {**spec["output"], "dtype": dtype}}
-        _write_json(tmp / "preprocess.json", spec)
+        write_json(tmp / "preprocess.json", spec)
         if weights is not None:
             shutil.copyfile(weights, tmp / "student.safetensors")
         else:
@@ -158,11 +149,10 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         (tmp / "card.yaml").write_text(card.to_yaml(), encoding="utf-8")
         files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
                  for name in ("model.onnx", "preprocess.json", "card.yaml", "student.safetensors")}
-        report = {"schema": SCHEMA, "created": now_iso(), "card": card.name, "source": source or {},
-                  "profile": profile.to_dict(), "graph": graph, "parity": parity, "files": files,
-                  "seconds": {"export": round(exported - started, 3), "check": round(checked - exported, 3)},
-                  "versions": package_versions(), "hardware": hardware()}
-        _write_json(tmp / "export.json", report)
+        report = export_report(card=card.name, source=source or {}, profile=profile.to_dict(), graph=graph,
+                               parity=parity, files=files, seconds={"export": round(exported - started, 3),
+                                                                    "check": round(checked - exported, 3)})
+        write_json(tmp / "export.json", report)
     return ExportResult(out, report)
 
 
@@ -183,20 +173,11 @@ def run_card(loaded) -> tuple[ModelCard, dict[str, Any]]:
     return card, spec
 
 
-def export_run(run: str | Path, out: str | Path | None = None, profile: str = "default",
+def export_run(loaded, out: str | Path | None = None, profile: str = "default",
                say: Callable[[str], None] = print) -> ExportResult:
-    """Export the student of a finished run folder (config.yaml, student.safetensors, record.json)."""
-    from zoo.export.sources import held_out_batches, load_run
-
-    run_dir = Path(run)
-    loaded = load_run(run_dir)
-    if hasattr(loaded.datamodule, "sources"):  # a retrieval run: its query encoder (SPLADE or dense)
-        return export_retrieval_run(loaded, Path(out) if out else None, say=say)
-    if getattr(loaded.datamodule, "headline_metric", "acc") == "map":  # a detector: boxes and scores out
-        from zoo.export.detector import export_detector_run
-
-        profile = "detector" if profile == "default" else profile
-        return export_detector_run(loaded, Path(out) if out else run_dir / "export" / profile, profile, say=say)
+    """Export the student of a finished classification run (``zoo.runs.load_run``); ``out`` defaults to
+    ``<run>/export/<profile>``."""
+    run_dir = loaded.run_dir
     profile_ = load_profile(profile)
     record, cfg, datamodule = loaded.record, loaded.cfg, loaded.datamodule
     card, spec = run_card(loaded)
@@ -209,41 +190,8 @@ def export_run(run: str | Path, out: str | Path | None = None, profile: str = "d
     result = export_module(loaded.student, target, profile_, input_shape=datamodule.input_shape,
                            batches=held_out_batches(datamodule, "test"), spec=spec, card=card,
                            weights=run_dir / "student.safetensors", source=source)
-    _say_parity(result, say)
+    say_parity(result, say)
     return result
-
-
-def export_retrieval_run(loaded, out: Path | None = None, say: Callable[[str], None] = print,
-                         texts: int = 64) -> ExportResult:
-    """A retrieval run's student (the query encoder): SPLADE through ``zoo.export.splade_onnx`` (sparse head in the
-    graph), dense through ``zoo.export.dense_onnx`` (pooling and normalisation in the graph). Parity is checked on
-    the first ``texts`` test conversations as the student reads them. ``out`` defaults to <run>/export/<kind>."""
-    from zoo.archs.dense import DenseEncoder
-    from zoo.export.dense_onnx import export_dense
-    from zoo.export.splade_onnx import export_splade
-
-    student = loaded.student
-    if hasattr(student, "vocab_size"):
-        kind, export = "splade", export_splade
-    elif isinstance(student, DenseEncoder):
-        kind, export = "dense", export_dense
-    else:
-        raise ConfigError(f"no ONNX exporter for a {type(student).__name__} retrieval student",
-                          "zoo export handles SPLADE (disco, splade_ce) and dense (dense_ce) query encoders")
-    record = loaded.record
-    queries = list(loaded.datamodule.queries("test", "conversation").values())[:texts]
-    source = {"kind": "run", "run_dir": str(loaded.run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-              "method": record.method, "arch": loaded.cfg.student.arch, "record_metrics": record.metrics}
-    say(f"exporting the query encoder {loaded.cfg.student.arch} of {record.task}/{record.run_id} ...")
-    folder = export(student, out or loaded.run_dir / "export" / kind, texts=queries or None, source=source)
-    report = json.loads((folder / "export.json").read_text(encoding="utf-8"))
-    parity = report["parity"]
-    what = (f"top-{parity['top_k']} terms agree" if kind == "splade"
-            else f"min cosine {parity['min_cosine']:.6f}")
-    say(f"checked on {parity['texts']} test conversations: max |{kind} output diff| {parity['max_abs_diff']:.2e} <= "
-        f"{parity['max_abs_diff_tolerance']:.0e}, {what}")
-    say(f"exported -> {folder}")
-    return ExportResult(folder, report)
 
 
 def export_any(model: nn.Module, out: str | Path, *, arch: str, input_shape: tuple[int, ...], num_classes: int,
@@ -265,23 +213,44 @@ def export_any(model: nn.Module, out: str | Path, *, arch: str, input_shape: tup
                          split="random")
 
 
-def export_command(run: str | None, model: str | None, profile: str = "default", out: str | None = None) -> int:
-    """``zoo export run=RUN_DIR | model=CARD [profile=default] [out=DIR]``."""
-    from zoo.commands import say
-
-    if (run is None) == (model is None):
-        raise ConfigError("zoo export takes exactly one of run=RUN_DIR or model=CARD_NAME",
-                          "e.g. zoo export run=runs/kd_digits/<run-id>")
-    if run is not None:
-        export_run(run, out, profile, say=say)
-    else:
-        from zoo.export.sources import export_card
-
-        export_card(model, out, profile, say=say)
-    return 0
+def held_out_batches(datamodule, split: str = "test") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) over a whole split, in the loader's fixed order."""
+    if split not in datamodule.splits:
+        raise ConfigError(f"the data has no '{split}' split to check the export on",
+                          f"its splits: {', '.join(datamodule.splits)}")
+    for batch in datamodule.eval_loader(split):
+        yield batch["inputs"], batch["targets"]
 
 
-def _say_parity(result: ExportResult, say: Callable[[str], None]) -> None:
+def export_card(name: str, out: str | Path | None, profile: str, say: Callable[[str], None] = print):
+    """Export a published model card's checkpoint, checked on its task's test split."""
+    from zoo.cards import get_card
+    from zoo.config import compose
+    from zoo.export.preprocess import spec_for_datamodule
+    from zoo.models_api import create_model
+    from zoo.paths import zoo_home
+    from zoo.registry import DATASETS
+
+    card = get_card(name)
+    student = create_model(name, pretrained=True).eval()  # zoo.hub: cached, sha256-verified download
+    cfg = compose(card.task)
+    datamodule = DATASETS.get(cfg.data.name)(cfg.data)
+    if datamodule.num_classes != card.num_classes or list(datamodule.input_shape) != list(card.input.shape):
+        raise ConfigError(f"card '{name}' ({card.num_classes} classes, input {card.input.shape}) does not fit "
+                          f"task {card.task}'s data ({datamodule.num_classes} classes, input "
+                          f"{list(datamodule.input_shape)})")
+    spec = spec_for_datamodule(datamodule, "float32")
+    target = Path(out) if out else zoo_home() / "exports" / name / profile
+    say(f"exporting model {name} with profile '{profile}' ...")
+    result = export_module(student, target, profile, input_shape=tuple(card.input.shape),
+                           batches=held_out_batches(datamodule, "test"), spec=spec, card=copy.deepcopy(card),
+                           source={"kind": "card", "card": name, "task": card.task,
+                                   "data": {"name": datamodule.name, "fingerprint": datamodule.fingerprint}})
+    say_parity(result, say)
+    return result
+
+
+def say_parity(result: ExportResult, say: Callable[[str], None]) -> None:
     p = result.report["parity"]
     say(f"checked on {p['samples']} {p['split']} samples ({', '.join(p['providers'][:1])}): max |logit diff| "
         f"{p['max_abs_diff']:.2e} <= {p['max_abs_diff_tolerance']:.0e}, top-1 {p['metric_onnx']:.4f} (onnx) vs "
@@ -292,44 +261,3 @@ def _say_parity(result: ExportResult, say: Callable[[str], None]) -> None:
 def _teachers(record) -> str | list[str] | None:
     names = [t.name for t in record.teachers]
     return None if not names else names[0] if len(names) == 1 else names
-
-
-def _refuse_foreign(out: Path) -> None:
-    """Only an earlier export (it has export.json) or an empty folder may be replaced."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "export.json").is_file())):
-        raise ConfigError(f"'{out}' exists and is not an export folder; it is left as it is",
-                          "pass out=<a new folder>")
-
-
-@contextlib.contextmanager
-def staged_export(out: Path) -> Iterator[Path]:
-    """A temp folder beside ``out`` to build an export in: renamed into ``out`` (replacing an earlier export) when
-    the block succeeds, deleted when it fails, so ``out`` is never half-written. Refuses an ``out`` that holds
-    something other than an export."""
-    _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the published folder is an ordinary one
-    try:
-        yield tmp
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished temp folder into place; an earlier export there is moved aside first, then deleted."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.{os.urandom(3).hex()}.old")
-    os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-

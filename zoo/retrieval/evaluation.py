@@ -1,12 +1,11 @@
-"""Full-corpus retrieval evaluation of a conversational data module (``ConvRetrievalDataModule.evaluate``).
+"""Full-corpus retrieval evaluation of a conversational data module (the ``retrieval`` kind's ``evaluate``).
 
-The corpus the module holds is encoded with the frozen document encoder into a Lucene impact index
-(``zoo.retrieval.index.build_index``, quantised weights), the split's queries are encoded by the query encoder
-and searched (top ``data.eval_k``, default 100), and the run is scored against the split's qrels with
-ir_measures: MRR@10, nDCG@3, Recall@10, Recall@100 (``<prefix>/<metric>``). Encoding runs here; indexing and
+The corpus the data module holds is encoded with the frozen document encoder into an index (``zoo.retrieval.engines``:
+a Lucene impact index for SPLADE, an exact faiss index for dense encoders), the split's queries are encoded by the
+query encoder and searched (top ``data.eval_k``, default 100), and the run is scored against the split's qrels with
+ir_measures: MRR@10, nDCG@3, Recall@10, Recall@100 (``<prefix>/<metric>``). Encoding runs here; Lucene indexing and
 search run in the Lucene helper process (``zoo.retrieval.lucene.in_child``), so no JVM lives in a process that
-trains (the JVM next to a Lightning fit died with SIGSEGV in ``zoo reproduce``). A dense document encoder
-(``dense_ce``'s) gets an exact faiss index instead (``zoo.retrieval.dense``), searched in this process.
+trains (the JVM next to a Lightning fit died with SIGSEGV in ``zoo reproduce``).
 
 The whole collection file (``data.corpus``; for the mini set its corpus.jsonl) is indexed, not only the documents
 the training side holds, so every document competes. ``data.eval_index`` (optional) names an index built earlier
@@ -26,7 +25,11 @@ from pathlib import Path
 
 import torch
 
+from zoo.metrics.retrieval import evaluate
+from zoo.retrieval.engines import build_index, search
+
 METRICS = ("mrr@10", "ndcg@3", "recall@10", "recall@100")
+INDEX_PREFIX = "zoo-eval-index-"
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -34,9 +37,6 @@ def weights_digest(model: torch.nn.Module) -> str:
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().float().sum().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-INDEX_PREFIX = "zoo-eval-index-"
 
 
 def remove_orphaned_indexes() -> list[Path]:
@@ -63,10 +63,7 @@ def _alive(pid: int) -> bool:
 
 
 def corpus_index(datamodule, doc_encoder) -> Path:
-    """The index of ``datamodule``'s documents under ``doc_encoder``, built on first use and kept: Lucene impact
-    index for a SPLADE encoder, exact faiss inner-product index for a dense one."""
-    from zoo.retrieval.index import build_index
-
+    """The index of ``datamodule``'s documents under ``doc_encoder``, built on first use and kept."""
     given = datamodule.cfg.get("eval_index")
     if given:
         return Path(str(given)).expanduser()
@@ -77,7 +74,7 @@ def corpus_index(datamodule, doc_encoder) -> Path:
         folder = tempfile.TemporaryDirectory(prefix=f"{INDEX_PREFIX}{os.getpid()}-")
         max_length = datamodule.cfg.get("eval_max_length_doc")  # None = the encoder's own
         path = build_index(doc_encoder, datamodule.collection(), Path(folder.name) / "index", max_length=max_length,
-                           progress=False, keep_vectors=True, isolate=True)  # a dense encoder: faiss, in here
+                           progress=False, isolate=True)
         cache[key] = (folder, path)  # the TemporaryDirectory object lives as long as the data module
     return cache[key][1]
 
@@ -85,9 +82,6 @@ def corpus_index(datamodule, doc_encoder) -> Path:
 @torch.no_grad()
 def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_encoder,
                        query_kind: str = "conversation") -> dict[str, float]:
-    from zoo.retrieval.evaluate import evaluate
-    from zoo.retrieval.search import search
-
     device = next(query_encoder.parameters()).device
     doc_encoder.to(device)
     index = corpus_index(datamodule, doc_encoder)
@@ -97,39 +91,3 @@ def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_e
                  isolate=True)
     metrics = evaluate(run, datamodule.qrels(split))
     return {f"{prefix}/{name}": float(metrics[name]) for name in METRICS}
-
-
-@torch.no_grad()
-def teacher_train_run(datamodule, teacher, say=print) -> Path:
-    """The teacher's TREC run for the train split: its rewrites searched in the corpus index under the teacher
-    (the document encoder), ``negatives.window[1]`` deep. Stored once under ``<ZOO_HOME>/teacher_runs/``, keyed by
-    the teacher's weights, the data and the depth, and read back by later runs."""
-    import json
-
-    from zoo.paths import zoo_home
-    from zoo.records import atomic_write_text
-    from zoo.retrieval.evaluate import write_trec_run
-    from zoo.retrieval.search import search
-
-    cfg = datamodule.cfg
-    depth = int(cfg.negatives.window[1])
-    key = {"teacher": weights_digest(teacher), "data": datamodule.fingerprint, "depth": depth,
-           "max_length_query": cfg.get("eval_max_length_query"), "max_length_doc": cfg.get("eval_max_length_doc"),
-           "title_sep": str(cfg.get("title_sep", ". "))}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = zoo_home() / "teacher_runs" / f"{getattr(teacher, 'name', 'teacher')}-{digest}.trec"
-    if path.is_file():
-        return path
-    queries = datamodule.queries("train", "rewrite")
-    if not queries:
-        from zoo.errors import DataError
-
-        raise DataError("data.teacher_runs names 'teacher' but the train split has no rewrites for it to read")
-    say(f"teacher run: {len(queries)} train rewrites searched {depth} deep -> {path}")
-    teacher.eval()
-    run = search(corpus_index(datamodule, teacher), teacher, queries, k=depth,
-                 max_length=cfg.get("eval_max_length_query"), isolate=True)
-    tmp = write_trec_run(run, path.with_name(f".{path.name}.tmp"), tag="teacher")
-    os.replace(tmp, path)  # atomic: a half-written run is never read back
-    atomic_write_text(path.with_suffix(".json"), json.dumps(key, indent=2, sort_keys=True))
-    return path

@@ -1,0 +1,25 @@
+"""Settings and checks the tests share, imported as ``from tests.helpers import ...`` (fixtures live in conftest)."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# Small, fast settings for the embedded sets: no progress bars, few epochs.
+QUICK = ["trainer.enable_progress_bar=false", "trainer.max_epochs=3", "teacher.recipe.epochs=3"]
+# task=detr_kitti on a kitti_mini of 8 + 4 frames of sklearn digits at 48x144, tiny random DETRs, 1-epoch
+# teacher: seconds per run.
+DETR_TINY = ["data=kitti_mini", "data.num_train=8", "data.num_val=4", "data.objects=digits", "data.canvas=[48,144]",
+             "data.image_size=[48,144]", "data.batch_size=4", "teacher.recipe.epochs=1", "trainer.fast_dev_run=true",
+             "trainer.enable_progress_bar=false"]
+# The smallest run of each kind that trains a method end to end (fast_dev_run) in a few seconds: task and overrides.
+# Retrieval has none this small (a SPLADE teacher and a Lucene index): its methods have their own tests.
+SMOKE = {
+    "image_classification": ("kd_digits", ["trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+                                           "teacher.recipe.epochs=1"]),
+    "detection": ("detr_kitti", DETR_TINY),
+}
+
+
+def has_fashion_mnist() -> bool:
+    return (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file() or bool(os.environ.get("ZOO_FMNIST_ROOT"))

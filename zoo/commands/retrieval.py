@@ -1,0 +1,39 @@
+"""``zoo index`` and ``zoo search``: a retrieval run folder's encoders on a corpus and on queries.
+
+    zoo index run=RUN_DIR [out=DIR] [quant_scale=100]
+        encode the run's collection (``data.corpus``; the mini set's corpus.jsonl) with the run's frozen DOCUMENT
+        encoder: a Lucene impact index (integer weights round(w * quant_scale)) for SPLADE, an exact faiss index for
+        a dense run; default out=RUN_DIR/index
+    zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec]
+        encode ``qid<TAB>text`` queries with the run's QUERY encoder (the student) and search the index; writes a
+        TREC run file (default: RUN_DIR/search.trec)
+"""
+
+from zoo.commands.base import Arguments, Command
+
+
+def index(arguments: Arguments, reporter) -> int:
+    from zoo.retrieval.run_encoders import index_run
+
+    options = {"quant_scale": arguments.number("quant_scale", 100.0)} if arguments.get("quant_scale") else {}
+    path, seconds = index_run(arguments.get("run"), arguments.get("out"), **options)
+    reporter.say(f"indexed the run's collection in {seconds:.1f}s -> {path}")
+    return 0
+
+
+def search(arguments: Arguments, reporter) -> int:
+    from zoo.retrieval.run_encoders import search_run
+
+    path, count = search_run(arguments.get("index"), arguments.get("run"), arguments.get("queries"),
+                             arguments.integer("k", 100, minimum=1), arguments.get("out"))
+    reporter.say(f"searched {count} queries (k={arguments.integer('k', 100)}) -> {path}")
+    return 0
+
+
+COMMANDS = [
+    Command("index", "index a retrieval run's corpus with its frozen document encoder", index,
+            keys={"run": "RUN_DIR", "out": "DIR", "quant_scale": "100"}, required=("run",)),
+    Command("search", "search an index with a retrieval run's query encoder", search,
+            keys={"index": "DIR", "run": "RUN_DIR", "queries": "FILE.tsv", "k": "100", "out": "run.trec"},
+            required=("index", "run", "queries")),
+]

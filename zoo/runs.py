@@ -1,0 +1,117 @@
+"""Run folders: made and reopened by ``zoo train``, read back by every other command.
+
+    <run.root>/<task>/<run-id>/
+        config.yaml          the resolved config, written before training starts (the truth on resume)
+        checkpoints/last.ckpt  Lightning's resume point, rewritten at the end of every epoch
+        student.safetensors  the student alone, written at the end
+        record.json          the run record (``zoo.records``), written last: a folder with one has finished
+
+``prepare_run_dir`` creates a folder, or reopens an unfinished one to resume it; ``load_run`` rebuilds a finished
+run's config, record, data module and student for ``zoo eval``, ``export``, ``bench``, ``publish``, ``index`` and
+``search``.
+"""
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.atomic import atomic_write_text
+from zoo.config import to_yaml
+from zoo.errors import CheckpointError, ConfigError, RecordError
+from zoo.records import Record, new_run_id, read_record
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: Any  # the run's DictConfig
+    record: Record
+    datamodule: Any
+    student: Any  # nn.Module, weights loaded, eval mode
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO lines and the warnings it gives for every small CPU run are noise in the zoo's output."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r".*The number of training batches .* is smaller than the logging.*")
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no config.yaml in '{run_dir}'", "pass run=<a run folder written by zoo train>")
+    cfg = OmegaConf.load(path)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """A finished run's config, record, data module and student (weights loaded, eval mode)."""
+    from zoo.archs import arch_kwargs, create
+    from zoo.registry import DATASETS
+    from zoo.weights import load_weights
+
+    quiet_lightning()
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if not (run_dir / "record.json").is_file():
+        raise RecordError(f"run '{run_dir}' has no record.json: it has not finished",
+                          f"finish it first: zoo train task={cfg.task} run.id={run_dir.name}")
+    record = read_record(run_dir / "record.json")
+    datamodule = DATASETS.get(cfg.data.name)(cfg.data)
+    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape, **arch_kwargs(cfg.student))
+    load_weights(student, run_dir / "student.safetensors")
+    return LoadedRun(run_dir, cfg, record, datamodule, student.eval())
+
+
+def prepare_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
+    """Create (or reopen, to resume) the run folder; returns it and the checkpoint to resume from."""
+    # Lightning's DDP launcher re-runs this command in each extra rank: they must share the parent's id.
+    spawned = "LOCAL_RANK" in os.environ and os.environ.get("ZOO_RUN_ID")
+    run_id = cfg.run.id or (os.environ["ZOO_RUN_ID"] if spawned else new_run_id())
+    os.environ["ZOO_RUN_ID"] = run_id
+    run_dir = Path(cfg.run.root) / cfg.task / run_id
+    config_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    if (run_dir / "record.json").exists():
+        raise ConfigError(f"run '{run_dir}' has already finished", "leave run.id unset to start a new run")
+    if config_path.exists():
+        _check_same_config(OmegaConf.load(config_path), cfg, run_dir)
+    elif not spawned:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_path, to_yaml(cfg))
+    if not (cfg.run.resume and last.exists()):
+        return run_dir, None
+    _check_checkpoint(last)
+    return run_dir, str(last)
+
+
+def _check_same_config(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> None:
+    before = OmegaConf.to_container(saved, resolve=True)
+    after = OmegaConf.to_container(cfg, resolve=True)
+    for resolved in (before, after):  # where the run lives and how it displays may change on resume
+        resolved.pop("run", None)
+        resolved.get("trainer", {}).pop("enable_progress_bar", None)
+    if before != after:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        raise ConfigError(f"run '{run_dir}' was started with a different config (differs in: {', '.join(changed)})",
+                          "resume with the same overrides, or leave run.id unset to start a new run")
+
+
+def _check_checkpoint(path: Path) -> None:
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:
+        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated ({str(err).splitlines()[0]})",
+                              "nothing was changed; delete that file to restart the run from its beginning, "
+                              "or pass run.resume=false") from err
