@@ -20,7 +20,8 @@ import torch
 
 from zoo.archs import create
 from zoo.export.bench import bench_folder, format_table
-from zoo.export.onnx_export import export_any, export_run
+from zoo.export.classifier import export_any
+from zoo.export.dispatch import export_run
 
 
 def main() -> None:

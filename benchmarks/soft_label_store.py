@@ -36,11 +36,12 @@ from _timing import EpochTimer, sync
 
 from zoo.archs import create
 from zoo.config import compose
+from zoo.methods.base import MethodContext
 from zoo.records import hardware, package_versions
 from zoo.registry import DATASETS, METHODS
+from zoo.runs import quiet_lightning
 from zoo.soft_label_store import prepare_store
 from zoo.teachers import prepare_teachers, teacher_names
-from zoo.train import quiet_lightning
 from zoo.weights import save_weights
 
 ARMS = ("ce", "store", "online")
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         L.seed_everything(int(cfg.seed), verbose=False)
         student = create(cfg.student.arch, plain.num_classes, plain.input_shape)
         arm_teachers = teachers if method_cls.uses_teachers else []
-        module = method_cls(student, arm_teachers, cfg.method, cfg.optim, plain.num_classes, None)
+        module = method_cls(student, arm_teachers, MethodContext.of(plain, cfg.method, cfg.optim))
         timer = EpochTimer()
         trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
                             max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

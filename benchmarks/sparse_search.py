@@ -33,7 +33,8 @@ def vector(rng: random.Random, terms: int) -> dict[str, int]:
 
 def synthetic_index(root: Path, args) -> dict[str, dict[str, int]]:
     """Writes synthetic vectors and their impact index under ``root``; returns the query weights."""
-    from zoo.retrieval.index import META, index_vectors
+    from zoo.retrieval.common import META
+    from zoo.retrieval.impact import index_vectors
 
     rng = random.Random(args.seed)
     (root / "vectors").mkdir()
@@ -49,10 +50,11 @@ def run_index(root: Path, args) -> tuple[Path, dict[str, dict[str, int]]]:
     """The run's corpus index (built under ``root`` unless ``--index``) and its split's encoded queries."""
     import torch
 
-    from zoo.export.sources import load_run
-    from zoo.retrieval.commands import document_encoder
-    from zoo.retrieval.index import build_index, read_meta
-    from zoo.retrieval.search import encode_queries
+    from zoo.retrieval.common import read_meta
+    from zoo.retrieval.engines import build_index
+    from zoo.retrieval.impact import encode_queries
+    from zoo.retrieval.run_encoders import document_encoder
+    from zoo.runs import load_run
 
     torch.set_num_threads(args.threads)
     loaded = load_run(Path(args.run))
@@ -67,8 +69,8 @@ def run_index(root: Path, args) -> tuple[Path, dict[str, dict[str, int]]]:
 
 
 def main() -> None:
+    from zoo.retrieval.impact import ImpactSearcher
     from zoo.retrieval.lucene import ensure_jvm
-    from zoo.retrieval.search import ImpactSearcher
     from zoo.retrieval.sparse import SparseIndex
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

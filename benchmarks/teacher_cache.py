@@ -39,10 +39,12 @@ from _timing import EpochTimer, sync
 
 from zoo.archs import create
 from zoo.config import compose
+from zoo.methods.base import MethodContext
 from zoo.records import hardware, package_versions
 from zoo.registry import DATASETS, METHODS
+from zoo.runs import quiet_lightning
 from zoo.teachers import prepare_teachers
-from zoo.train import make_teacher_cache, quiet_lightning
+from zoo.train import make_teacher_cache
 
 ARMS = ("ce", "kd_cached", "kd_online")
 
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> dict:
         student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape)
         arm_teachers = teachers if method_cls.uses_teachers else []
         cache = make_teacher_cache(cfg, datamodule, arm_teachers, infos)
-        module = method_cls(student, arm_teachers, cfg.method, cfg.optim, datamodule.num_classes, cache)
+        module = method_cls(student, arm_teachers, MethodContext.of(datamodule, cfg.method, cfg.optim, cache))
         timer = EpochTimer()
         trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
                             max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

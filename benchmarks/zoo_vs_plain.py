@@ -41,10 +41,11 @@ from torch.utils.data import DistributedSampler
 
 from zoo.archs import create
 from zoo.config import compose
-from zoo.methods.base import lr_lambda
+from zoo.methods.base import MethodContext, lr_lambda
 from zoo.records import hardware, package_versions
 from zoo.registry import DATASETS, METHODS
-from zoo.train import quiet_lightning, trainer_arguments
+from zoo.runs import quiet_lightning
+from zoo.train import trainer_arguments
 
 
 def fresh_student(cfg, datamodule) -> torch.nn.Module:
@@ -54,7 +55,7 @@ def fresh_student(cfg, datamodule) -> torch.nn.Module:
 
 def run_zoo(cfg, datamodule, epochs: int, as_train: bool) -> tuple[dict, torch.nn.Module]:
     student = fresh_student(cfg, datamodule)
-    module = METHODS.get("ce")(student, [], cfg.method, cfg.optim, datamodule.num_classes, None)
+    module = METHODS.get("ce")(student, [], MethodContext.of(datamodule, cfg.method, cfg.optim))
     timer = EpochTimer()
     with tempfile.TemporaryDirectory(prefix="zoo-bench-run-") as run_dir:
         if as_train:

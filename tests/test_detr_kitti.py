@@ -1,5 +1,5 @@
-"""Task detr_kitti: composition (real KITTI vs. the mini preset), the missing-KITTI message, and a
-fast_dev_run of every reproduce arm on a tiny kitti_mini with tiny random DETRs."""
+"""Task detr_kitti: composition (real KITTI vs. the mini preset), the missing-KITTI message, a reproduce of every
+arm with fast_dev_run on a tiny kitti_mini with tiny random DETRs, and the detector export."""
 
 import json
 
@@ -41,29 +41,29 @@ def test_without_kitti_the_error_says_where_it_goes(capsys, tmp_path):
     assert "data.root" in err and "data=kitti_mini" in err
 
 
-@pytest.mark.parametrize("arm", ["detr_alone", "detr_logit_kd", "clockdistill"])
-def test_fast_dev_run_every_arm(arm, runs):
-    result = train(compose("detr_kitti", TINY + runs + [f"method={arm}"]), say=quiet)
-    record = result.record
-    assert record.method == arm and record.student.name == "deformable_detr.tiny"
-    assert {"test/map", "test/map_50", "val/map"} <= set(record.metrics)
-    assert all(0.0 <= v <= 1.0 for k, v in record.metrics.items() if "/ap_" in k or k.endswith("map"))
-    assert record.student.flops and record.student.flops > 0
-    if arm == "detr_alone":
-        assert not record.teachers
-    else:
-        assert record.teachers[0].params > record.student.params and "test/map" in record.teacher_metrics
-        assert record.teacher_queries["forward_passes"] >= 1
-    config = json.loads(json.dumps(record.config))
-    assert config["student"]["kwargs"] == {"pretrained_backbone": False}
+def test_reproduce_runs_every_arm_and_reports_gain_over_the_student_alone(runs, capsys, tmp_path):
+    """Every arm of the task once (fast_dev_run on the tiny kitti_mini): records, the teacher's mAP, the gain."""
+    from zoo.records import read_record
 
-
-def test_reproduce_reports_gain_over_the_student_alone(runs, capsys, tmp_path):
     assert main(["reproduce", "task=detr_kitti", "seeds=1", *TINY, *runs]) == 0
     assert "gain" in capsys.readouterr().out  # the column "gain over alone" (rich may wrap it)
     summary = json.loads(next((tmp_path / "runs" / "detr_kitti").glob("reproduce-*.json")).read_text())
     assert set(summary["arms"]) == {"alone", "logit_kd", "clockdistill"} and summary["baseline"] == "alone"
+    assert summary["metric"] == "test/map"  # the detection kind's headline
     assert OmegaConf.create(summary).teacher  # the teacher's test/map is reported once
+    records = {record.method: record for record in map(read_record, summary["records"])}
+    assert set(records) == {"detr_alone", "detr_logit_kd", "clockdistill"}
+    for arm, record in records.items():
+        assert record.student.name == "deformable_detr.tiny" and record.data["kind"] == "detection"
+        assert {"test/map", "test/map_50", "val/map"} <= set(record.metrics)
+        assert all(0.0 <= v <= 1.0 for k, v in record.metrics.items() if "/ap_" in k or k.endswith("map"))
+        assert record.student.flops and record.student.flops > 0
+        if arm == "detr_alone":
+            assert not record.teachers
+        else:
+            assert record.teachers[0].params > record.student.params and "test/map" in record.teacher_metrics
+            assert record.teacher_queries["forward_passes"] >= 1
+        assert json.loads(json.dumps(record.config))["student"]["kwargs"] == {"pretrained_backbone": False}
 
 
 def test_student_detector_exports_to_onnx_with_parity(runs):

@@ -261,14 +261,16 @@ def test_bench_of_a_run_writes_a_record(digits_run, capsys):
 
 
 def test_resnet18_exports_and_benches(tmp_path):
+    """timm's resnet18 graph at 96 px: the layers and the export path of the ImageNet recipes, at a tenth of the
+    224-px cost (benchmarks/onnx_vs_eager.py measures 224 px)."""
     from zoo.archs import create
 
     torch.manual_seed(0)
-    model = create("resnet18", 10, (3, 224, 224)).eval()
+    model = create("resnet18", 10, (3, 96, 96)).eval()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a busy small CPU makes torch's multi-threaded convs far slower, not faster
     try:
-        result = export_any(model, tmp_path / "resnet18", arch="resnet18", input_shape=(3, 224, 224),
+        result = export_any(model, tmp_path / "resnet18", arch="resnet18", input_shape=(3, 96, 96),
                             num_classes=10, samples=2)
     finally:
         torch.set_num_threads(threads)

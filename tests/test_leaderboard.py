@@ -76,3 +76,18 @@ def test_gain_is_measured_against_a_baseline_with_settings_and_ignored_settings_
     # the dense baseline only trained on candidates the SPLADE teacher mined; disco distils from that teacher
     assert by_method["dense_ce"]["teacher"] == "splade.minilm_small (mined the candidates only)"
     assert by_method["disco"]["teacher"] == "splade.minilm_small"
+
+
+def test_a_smoke_run_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):
+    board = tmp_path / "leaderboards"
+    real = data_dir
+    monkeypatch.setattr(leaderboard, "data_dir", lambda name: board if name == "leaderboards" else real(name))
+    committed = sorted((real("leaderboards") / "records").glob("kd_digits__*.json"))
+    good, smoke = tmp_path / "good.json", tmp_path / "smoke.json"
+    good.write_text(committed[0].read_text())
+    raw = json.loads(committed[1].read_text())
+    raw["config"]["trainer"]["fast_dev_run"] = True
+    smoke.write_text(json.dumps(raw))
+    with pytest.raises(RecordError, match="a smoke run"):
+        leaderboard.add([good, smoke])
+    assert not (board / "records").exists()  # the good record before it was not copied either

@@ -15,11 +15,24 @@ from zoo.kinds import kind_of
 
 
 def evaluate(datamodule, models: list, split: str = "test", *, device: str = "cpu", role: str = "student",
-             **context: Any) -> dict[str, float]:
+             limit_batches: int | None = None, **context: Any) -> dict[str, float]:
     """``<split>/<metric>`` of one model, or of an ensemble where the kind allows it. ``role="teacher"`` evaluates
-    a teacher on its own inputs where the kind has such (retrieval: the rewrites); ``context`` is what the method
-    adds (``DistillModule.evaluation_context``)."""
-    return kind_of(datamodule).evaluate(datamodule, models, split, device=device, role=role, **context)
+    a teacher on its own inputs where the kind has such (retrieval: the rewrites); ``limit_batches`` evaluates a
+    smoke run on the split's first batches only (``smoke_limit``); ``context`` is what the method adds
+    (``DistillModule.evaluation_context``)."""
+    return kind_of(datamodule).evaluate(datamodule, models, split, device=device, role=role,
+                                        limit_batches=limit_batches, **context)
+
+
+def smoke_limit(cfg: Any) -> int | None:
+    """Evaluation batches of a ``trainer.fast_dev_run`` run (True: 1, N: N), None for a real run. Lightning runs
+    that many batches of training and validation; a smoke run's evaluation is capped alike, so that it answers
+    "does it run" in seconds. Its metrics are not results (``zoo leaderboard`` refuses such records); teachers
+    trained by a recipe are evaluated in full whatever the run (their metrics are stored and reused)."""
+    runs = cfg.trainer.get("fast_dev_run", False)
+    if runs is True or (isinstance(runs, int) and not isinstance(runs, bool) and runs > 0):
+        return 1 if runs is True else int(runs)
+    return None
 
 
 def eval_device(cfg: Any) -> str:

@@ -52,9 +52,13 @@ def add(paths: list[Path]) -> list[Path]:
             found += [Path(p) for p in json.loads(path.read_text())["records"]]
         else:
             found.append(path)
+    records = [(source, read_record(source)) for source in found]  # every one validated before any is copied
+    for source, record in records:
+        if record.config.get("trainer", {}).get("fast_dev_run"):
+            raise RecordError(f"{source}: a smoke run (trainer.fast_dev_run): its metrics cover a batch or two, "
+                              "not a result", "add records of full runs only; nothing was copied")
     copied = []
-    for source in found:
-        record = read_record(source)  # validates before anything is copied
+    for source, record in records:
         target = records_dir() / f"{record.task}__{record.run_id}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)

@@ -196,7 +196,7 @@ def prepare_store(cfg: Any, datamodule, teachers: list[torch.nn.Module], teacher
     from zoo.teacher_cache import teacher_fingerprint
 
     train_set = datamodule.splits["train"]
-    if datamodule.crop_spec is None or not hasattr(train_set, "crop_batch"):
+    if datamodule.crop_spec is None:  # declared exactly when the training split serves seeded crops (crop_batch)
         raise ConfigError(f"soft_labels.enabled needs seeded random-crop training, which data '{datamodule.name}' "
                           "is not set up for", "set data.augment.enabled=true (fashion_mnist, imagefolder), or "
                           "soft_labels.enabled=false to run the teachers online")

@@ -13,7 +13,7 @@ from torch import nn
 
 from zoo.archs import arch_kwargs, count_flops, count_params, create
 from zoo.errors import ConfigError
-from zoo.evaluation import eval_device, evaluate, headline
+from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
 from zoo.recipes import stored_metrics, trained_once
 from zoo.records import ModelInfo
 from zoo.weights import load_weights
@@ -54,7 +54,8 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
     lone_recipe_teacher = len(names) == 1 and not weights and not pretrained
     metrics = stored_metrics(Path(infos[0].weights)) if lone_recipe_teacher else None
     if metrics is None:
-        metrics = evaluate(datamodule, teachers, "test", device=eval_device(cfg), role="teacher")
+        metrics = evaluate(datamodule, teachers, "test", device=eval_device(cfg), role="teacher",
+                           limit_batches=smoke_limit(cfg))
     for teacher in teachers:
         teacher.cpu()  # the method module moves them where training runs
     if not (lone_recipe_teacher and trained_now):  # a lone teacher trained just now has said its metrics already

@@ -31,7 +31,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     import lightning as L
 
     from zoo.archs import count_flops, count_params
-    from zoo.evaluation import eval_device, evaluate, headline
+    from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
     from zoo.methods.base import MethodContext
     from zoo.registry import DATASETS, METHODS
     from zoo.students import create_student, student_start_weights
@@ -76,9 +76,9 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     save_weights(student, run_dir / "student.safetensors")
     eval_started = time.perf_counter()
-    device, context = eval_device(cfg), module.evaluation_context()
-    metrics = {**evaluate(datamodule, [student], "val", device=device, **context),
-               **evaluate(datamodule, [student], "test", device=device, **context)}
+    device, context, limit = eval_device(cfg), module.evaluation_context(), smoke_limit(cfg)
+    metrics = {**evaluate(datamodule, [student], "val", device=device, limit_batches=limit, **context),
+               **evaluate(datamodule, [student], "test", device=device, limit_batches=limit, **context)}
     eval_seconds = time.perf_counter() - eval_started
     queries = dict(module.total_teacher_calls)
     if cache is not None:
@@ -98,7 +98,8 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         hardware={**hardware(), "world_size": trainer.world_size}, created=now_iso(),
     )
     write_record(record, run_dir / "record.json")
-    say(f"{cfg.method.name} student {cfg.student.arch}: {headline(datamodule, metrics)}  ->  {run_dir}")
+    smoke = f"  (fast_dev_run: {limit} evaluation batch(es) only)" if limit else ""
+    say(f"{cfg.method.name} student {cfg.student.arch}: {headline(datamodule, metrics)}{smoke}  ->  {run_dir}")
     return TrainResult(run_dir, record)
 
 

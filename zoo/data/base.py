@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 
 class TensorDictDataset(Dataset):
@@ -123,11 +123,15 @@ class ZooDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
-    def eval_loader(self, split: str) -> DataLoader:
-        """A single-process loader over the whole split, for evaluation outside Lightning."""
+    def eval_loader(self, split: str, limit_batches: int | None = None) -> DataLoader:
+        """A single-process loader over the whole split, for evaluation outside Lightning; over its first
+        ``limit_batches`` batches only when given (a smoke run)."""
         dataset = self.splits[split]
-        return DataLoader(dataset, batch_size=int(self.cfg.eval_batch_size), shuffle=False,
-                          num_workers=int(self.cfg.num_workers), collate_fn=self.collate_fn)
+        batch_size = int(self.cfg.eval_batch_size)
+        if limit_batches is not None:
+            dataset = Subset(dataset, range(min(len(dataset), limit_batches * batch_size)))
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=int(self.cfg.num_workers),
+                          collate_fn=self.collate_fn)
 
     def attach_teachers(self, teachers: list, say=print) -> None:
         """Called with the ready teachers before training. Nothing here; a data set whose training examples

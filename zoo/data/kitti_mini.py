@@ -48,13 +48,12 @@ import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo.atomic import atomic_folder
 from zoo.data.kitti import KittiDataModule, KittiObject
 from zoo.errors import ConfigError, DataError
 from zoo.paths import zoo_home
@@ -256,7 +255,7 @@ def sha256(path: Path) -> str:
 
 
 def generate(root: Path, params: dict[str, Any], objects_root: str | None = None, progress: bool = True) -> None:
-    """Write the whole set into a temporary sibling of ``root``, then swap it into place."""
+    """Write the whole set into a temporary sibling of ``root``, then swap it into place (``zoo.atomic``)."""
     from PIL import Image
     from rich.console import Console
     from rich.progress import Progress
@@ -264,34 +263,29 @@ def generate(root: Path, params: dict[str, Any], objects_root: str | None = None
     items = load_items(params["objects"], objects_root)
     photos = load_photos()
     height, width = params["canvas"]
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ("training/image_2", "training/label_2", "ImageSets"):
-        (tmp / sub).mkdir(parents=True)
-    frames = [("train", i) for i in range(params["num_train"])] + [("val", i) for i in range(params["num_val"])]
-    ids: dict[str, list[str]] = {"train": [], "val": []}
-    with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
-        task = bar.add_task(f"generating kitti_mini in {root}", total=len(frames))
-        for frame, (split, i) in enumerate(frames):
-            rng = np.random.default_rng([params["generator_seed"], int(split == "val"), i])
-            image, objects = render_frame(rng, photos, items[split], height, width, params["max_objects"])
-            frame_id = f"{frame:06d}"
-            Image.fromarray(image).save(tmp / "training" / "image_2" / f"{frame_id}.png", format="PNG")
-            (tmp / "training" / "label_2" / f"{frame_id}.txt").write_text(
-                "".join(obj.to_line() + "\n" for obj in objects), encoding="utf-8")
-            ids[split].append(frame_id)
-            bar.advance(task)
-    for split, split_ids in ids.items():
-        (tmp / "ImageSets" / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids), encoding="utf-8")
-    files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    manifest = {"generator": GENERATOR, "version": VERSION, "parameters": params, "photos": list(PHOTOS),
-                "files": files}
-    (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    old = root.parent / f".{root.name}.old-{os.getpid()}"
-    if root.exists():
-        root.rename(old)
-    tmp.rename(root)
-    shutil.rmtree(old, ignore_errors=True)
+    # folder_state has refused a root that is not a kitti_mini: an old or damaged set may be replaced
+    with atomic_folder(root, may_replace=lambda _: True) as tmp:
+        for sub in ("training/image_2", "training/label_2", "ImageSets"):
+            (tmp / sub).mkdir(parents=True)
+        frames = [("train", i) for i in range(params["num_train"])] + [("val", i) for i in range(params["num_val"])]
+        ids: dict[str, list[str]] = {"train": [], "val": []}
+        with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
+            task = bar.add_task(f"generating kitti_mini in {root}", total=len(frames))
+            for frame, (split, i) in enumerate(frames):
+                rng = np.random.default_rng([params["generator_seed"], int(split == "val"), i])
+                image, objects = render_frame(rng, photos, items[split], height, width, params["max_objects"])
+                frame_id = f"{frame:06d}"
+                Image.fromarray(image).save(tmp / "training" / "image_2" / f"{frame_id}.png", format="PNG")
+                (tmp / "training" / "label_2" / f"{frame_id}.txt").write_text(
+                    "".join(obj.to_line() + "\n" for obj in objects), encoding="utf-8")
+                ids[split].append(frame_id)
+                bar.advance(task)
+        for split, split_ids in ids.items():
+            (tmp / "ImageSets" / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids), encoding="utf-8")
+        files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = {"generator": GENERATOR, "version": VERSION, "parameters": params, "photos": list(PHOTOS),
+                    "files": files}
+        (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def folder_state(root: Path, params: dict[str, Any]) -> str | None:

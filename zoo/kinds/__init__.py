@@ -5,9 +5,11 @@ set's attributes:
 
 - ``headline``: the metric printed after a run, compared by ``zoo reproduce`` and first on the leaderboard
   (``test/<headline>``);
-- ``evaluate(datamodule, models, split, device=, role=, **context)``: the split's metrics (``<split>/<metric>``) of
-  one model or an ensemble; ``role="teacher"`` lets a kind evaluate a teacher on its own inputs (retrieval: the
-  rewrites), ``context`` carries what the method adds (retrieval: the frozen document encoder);
+- ``evaluate(datamodule, models, split, device=, role=, limit_batches=, **context)``: the split's metrics
+  (``<split>/<metric>``) of one model or an ensemble; ``role="teacher"`` lets a kind evaluate a teacher on its own
+  inputs (retrieval: the rewrites), ``limit_batches`` caps a smoke run's evaluation (the first N evaluation
+  batches, or N batches' worth of queries), ``context`` carries what the method adds (retrieval: the frozen document
+  encoder);
 - ``run_context(loaded_run)``: that context rebuilt for a finished run folder (``zoo eval``);
 - ``teacher_cache``: whether per-sample teacher outputs may be cached on disk (classification: yes; detection and
   retrieval: the teacher's outputs depend on more than the sample);

@@ -11,12 +11,13 @@ from zoo.kinds import KINDS, Kind
 from zoo.metrics.detection import evaluate_detector
 
 
-def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student", **context):
+def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
+             limit_batches: int | None = None, **context):
     if len(models) != 1:
         raise ConfigError(f"detection evaluates one model at a time, not an ensemble of {len(models)}",
                           "give detection tasks a single teacher.arch")
-    return evaluate_detector(models[0], datamodule.eval_loader(split), datamodule.classes, device=device,
-                             prefix=split)
+    return evaluate_detector(models[0], datamodule.eval_loader(split, limit_batches), datamodule.classes,
+                             device=device, prefix=split)
 
 
 def export(loaded_run, out, profile: str, say):

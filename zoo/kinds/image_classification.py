@@ -9,8 +9,9 @@ from zoo.kinds import KINDS, Kind
 from zoo.metrics.classification import evaluate_classifier
 
 
-def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student", **context):
-    return evaluate_classifier(models, datamodule.eval_loader(split), device=device, prefix=split)
+def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
+             limit_batches: int | None = None, **context):
+    return evaluate_classifier(models, datamodule.eval_loader(split, limit_batches), device=device, prefix=split)
 
 
 def export(loaded_run, out, profile: str, say):

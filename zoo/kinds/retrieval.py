@@ -10,11 +10,13 @@ Negatives are drawn per epoch, so teacher outputs are not cached; a retrieval te
 from zoo.kinds import KINDS, Kind
 
 
-def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student", doc_encoder=None):
+def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
+             limit_batches: int | None = None, doc_encoder=None):
     from zoo.retrieval.evaluation import evaluate_retrieval
 
     queries = "rewrite" if role == "teacher" else "conversation"
-    return evaluate_retrieval(datamodule, models[0], split, split, doc_encoder or models[0], queries)
+    limit = None if limit_batches is None else limit_batches * int(datamodule.cfg.eval_batch_size)
+    return evaluate_retrieval(datamodule, models[0], split, split, doc_encoder or models[0], queries, limit)
 
 
 def run_context(loaded_run) -> dict:

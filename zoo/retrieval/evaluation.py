@@ -81,13 +81,19 @@ def corpus_index(datamodule, doc_encoder) -> Path:
 
 @torch.no_grad()
 def evaluate_retrieval(datamodule, query_encoder, split: str, prefix: str, doc_encoder,
-                       query_kind: str = "conversation") -> dict[str, float]:
+                       query_kind: str = "conversation", limit_queries: int | None = None) -> dict[str, float]:
+    """The split's metrics over its judged queries; over the first ``limit_queries`` of them only when given
+    (a smoke run: the whole corpus is still indexed)."""
     device = next(query_encoder.parameters()).device
     doc_encoder.to(device)
     index = corpus_index(datamodule, doc_encoder)
     queries = datamodule.queries(split, query_kind)
+    qrels = datamodule.qrels(split)
+    if limit_queries is not None:
+        queries = dict(list(queries.items())[:limit_queries])
+        qrels = {qid: docs for qid, docs in qrels.items() if qid in queries}
     max_length = datamodule.cfg.get("eval_max_length_query")
     run = search(index, query_encoder, queries, k=int(datamodule.cfg.get("eval_k", 100)), max_length=max_length,
                  isolate=True)
-    metrics = evaluate(run, datamodule.qrels(split))
+    metrics = evaluate(run, qrels)
     return {f"{prefix}/{name}": float(metrics[name]) for name in METRICS}
