@@ -280,3 +280,13 @@ def test_resnet18_exports_and_benches(tmp_path):
     assert record["arch"] == "resnet18" and record["rows"][0]["max_abs_diff"] <= 1e-4
     assert "resnet18" in format_table(record)
     assert np.isfinite(record["rows"][0]["ratio_ort_over_eager"])
+
+
+def test_eval_of_a_run_folder_reproduces_its_record(digits_run, capsys):
+    record = read_record(digits_run / "record.json")
+    assert main(["eval", f"run={digits_run}"]) == 0
+    assert f"test/acc: {record.metrics['test/acc']:.4f}" in capsys.readouterr().out
+    assert main(["eval", f"run={digits_run}", "split=val"]) == 0
+    assert f"val/acc: {record.metrics['val/acc']:.4f}" in capsys.readouterr().out
+    assert main(["eval", f"run={digits_run}", "split=dev"]) == 2
+    assert "unknown split 'dev'" in capsys.readouterr().err

@@ -102,3 +102,16 @@ def test_every_data_module_declares_a_known_kind():
 
     for name in DATASETS.names():
         assert DATASETS.get(name).kind in KINDS.names(), name
+
+
+def test_every_kind_names_its_headline_evaluation_and_exporter():
+    """Importing every kind module imports its evaluator and exporter: a renamed function fails here, not in the
+    first export of a real run."""
+    from zoo.registry import KINDS
+
+    assert set(KINDS.names()) >= {"image_classification", "detection", "retrieval"}
+    for name in KINDS.names():
+        kind = KINDS.get(name)
+        assert kind.name == name and kind.headline_metric.startswith("test/")
+        assert callable(kind.evaluate) and callable(kind.run_context)
+        assert kind.export is None or callable(kind.export)

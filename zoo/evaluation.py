@@ -53,12 +53,13 @@ def headline(datamodule, metrics: dict[str, float]) -> str:
 
 
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
-    """A finished run folder's student evaluated again on ``split``, with the context its kind rebuilds (retrieval:
-    the frozen document encoder from the record)."""
+    """A finished run folder's student evaluated again on ``split`` as the run evaluated it: with the context its
+    kind rebuilds (retrieval: the frozen document encoder from the record) and, for a smoke run, on the same first
+    batches (``smoke_limit``), so that the numbers are the record's."""
     from zoo.runs import load_run
 
     loaded = load_run(Path(run_dir))
     if split not in loaded.datamodule.splits:
         raise ConfigError(f"unknown split '{split}'", f"valid splits: {', '.join(loaded.datamodule.splits)}")
     context = kind_of(loaded.datamodule).run_context(loaded)
-    return evaluate(loaded.datamodule, [loaded.student], split, **context)
+    return evaluate(loaded.datamodule, [loaded.student], split, limit_batches=smoke_limit(loaded.cfg), **context)

@@ -58,4 +58,3 @@ def _card_or_none(name: str) -> "cards.ModelCard | None":
 
 def _cards_of(arch: str) -> list[str]:
     return [n for n in cards.card_names() if n.startswith(f"{arch}.")]
-

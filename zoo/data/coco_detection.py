@@ -131,4 +131,3 @@ class CocoDetectionDataModule(DetectionDataModule):
         self.category_ids = [cat_id for cat_id, _ in train_cats]  # label k is COCO category category_ids[k]
         self.setup_records([name for _, name in train_cats], {"train": train, "val": val},
                            f"{cfg.train_annotations}+{cfg.val_annotations}")
-

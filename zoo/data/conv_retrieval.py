@@ -386,7 +386,6 @@ class ConvRetrievalDataModule(ZooDataModule):
                           persistent_workers=int(self.cfg.num_workers) > 0, drop_last=bool(self.cfg.drop_last))
 
 
-
 @DATASETS.register("disco_mini")
 class DiscoMiniDataModule(ConvRetrievalDataModule):
     """conv_mini (built on first use) through the same readers and sampler as the real sets.

@@ -24,4 +24,3 @@ class DigitsDataModule(ZooDataModule):
         self.splits = {name: TensorDictDataset(images[idx], labels[idx])
                        for name, idx in (("train", train), ("val", val), ("test", test))}
         self.fingerprint = fingerprint(images, labels, train, val, test)
-

@@ -96,4 +96,3 @@ class FashionMNISTDataModule(ZooDataModule):
                        "test": TensorDictDataset(test_x, test_y)}
         self.fingerprint = fingerprint(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                                        arrays["test_labels"], train_idx, val_idx)
-

@@ -131,4 +131,3 @@ class ImageFolderDataModule(ZooDataModule):
         self.collate_fn = default_collate
         listing = "\n".join(f"{p}:{c}" for p, c in train.folder.samples + val.folder.samples)
         self.fingerprint = hashlib.sha256(listing.encode()).hexdigest()[:16]
-

@@ -223,4 +223,3 @@ class KittiDataModule(DetectionDataModule):
                                      int(cfg.split_seed), float(cfg.val_fraction))
         self.root = root
         self.setup_records(classes, records, source)
-

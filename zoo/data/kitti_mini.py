@@ -340,4 +340,3 @@ class KittiMiniDataModule(KittiDataModule):
         root = Path(cfg.root).expanduser() if cfg.root else zoo_home() / "data" / "kitti_mini"
         ensure_kitti_mini(root, parameters(cfg), cfg.objects_root)
         super().__init__(cfg, shuffle_seed, root=root)
-

@@ -42,6 +42,7 @@ from zoo.atomic import atomic_folder, write_json
 from zoo.cards import InputSpec, MetricEntry, ModelCard, WeightsSpec, parse_card
 from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
+from zoo.export.graph import checked_graph, graph_facts, graph_io
 from zoo.export.parity import check_parity
 from zoo.export.profiles import ExportProfile, load_profile
 from zoo.export.report import ExportResult, export_report, is_export_folder
@@ -79,19 +80,14 @@ def check_graph(path: Path, profile: ExportProfile) -> dict[str, Any]:
     """onnx.checker (full), then what the runtime relies on: opset, IO names and types, the batch axis."""
     import onnx
 
-    proto = onnx.load(str(path))
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise ExportCheckError(f"onnx.checker rejects the exported model: {str(err).strip().splitlines()[0]}") from err
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    proto = checked_graph(path)
+    facts = graph_facts(proto)
+    opset = facts["opset"]
     if opset != profile.opset:
         raise ExportCheckError(f"the exported model has opset {opset}, profile '{profile.name}' asks for "
                                f"{profile.opset}", "the dynamo exporter emits opset >= 18: set opset: 18 or more, "
                                                    "or exporter: torchscript for older opsets")
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    outputs = list(proto.graph.output)
+    inputs, outputs = graph_io(proto)
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ExportCheckError(f"expected one input '{INPUT_NAME}' and one output '{OUTPUT_NAME}', got "
                                f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}")
@@ -105,10 +101,7 @@ def check_graph(path: Path, profile: ExportProfile) -> dict[str, Any]:
     if profile.dynamic_batch != bool(batch.dim_param):
         raise ExportCheckError(f"the batch axis is {'dynamic' if batch.dim_param else 'static'}, profile "
                                f"'{profile.name}' asks for {'dynamic' if profile.dynamic_batch else 'static'}")
-    return {"opset": opset, "ir_version": proto.ir_version, "producer": f"{proto.producer_name} "
-            f"{proto.producer_version}", "nodes": len(proto.graph.node),
-            "op_types": sorted({n.op_type for n in proto.graph.node}),
-            "batch_axis": batch.dim_param or batch.dim_value}
+    return {**facts, "batch_axis": batch.dim_param or batch.dim_value}
 
 
 def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, input_shape: tuple[int, ...],

@@ -35,6 +35,7 @@ from torch import nn
 from zoo.atomic import atomic_folder, write_json
 from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
+from zoo.export.graph import checked_graph
 from zoo.export.profiles import ExportProfile, load_profile
 from zoo.export.report import ExportResult, export_report, is_export_folder
 from zoo.metrics.detection import detections, metric_targets
@@ -81,11 +82,10 @@ def to_onnx(model: nn.Module, path: Path, canvas: tuple[int, int], profile: Expo
 
 def check_parity(model: nn.Module, path: Path, datamodule, profile: ExportProfile, split: str = "test"):
     """Max |diff| of boxes and scores, and mAP from ONNX vs PyTorch outputs, over the whole split."""
-    import onnx
     import onnxruntime as ort
     from torchmetrics.detection import MeanAveragePrecision
 
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    checked_graph(path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     maps = {k: MeanAveragePrecision(iou_type="bbox", backend="pycocotools") for k in ("torch", "onnx")}
     max_diff, samples, nonfinite = 0.0, 0, 0
@@ -150,4 +150,3 @@ def export_detector_run(loaded, out: Path | None = None, profile: ExportProfile 
         f"mAP {parity['metric_onnx']:.4f} (onnx) vs {parity['metric_torch']:.4f} (torch)")
     say(f"exported -> {out}")
     return ExportResult(out, report)
-

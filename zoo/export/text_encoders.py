@@ -26,6 +26,7 @@ from torch import nn
 
 from zoo.atomic import atomic_folder, write_json
 from zoo.export.errors import ExportCheckError, ExportError
+from zoo.export.graph import checked_graph, graph_facts, graph_io
 from zoo.export.report import export_report, is_export_folder
 
 INPUTS = ("input_ids", "attention_mask")
@@ -72,24 +73,14 @@ def to_onnx(encoder: nn.Module, path: Path, output: str, opset: int = 18, export
 
 
 def check_graph(path: Path, output: str, opset: int) -> dict[str, Any]:
-    import onnx
-
-    proto = onnx.load(str(path))
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise ExportCheckError(f"onnx.checker rejects the exported model: {str(err).strip().splitlines()[0]}") from err
-    found = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if found != opset:
-        raise ExportCheckError(f"the exported model has opset {found}, asked for {opset}")
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i.name for i in proto.graph.input if i.name not in initializers]
-    outputs = [o.name for o in proto.graph.output]
+    proto = checked_graph(path)
+    facts = graph_facts(proto)
+    if facts["opset"] != opset:
+        raise ExportCheckError(f"the exported model has opset {facts['opset']}, asked for {opset}")
+    inputs, outputs = ([value.name for value in values] for values in graph_io(proto))
     if inputs != list(INPUTS) or outputs != [output]:
         raise ExportCheckError(f"expected {list(INPUTS)} -> ['{output}'], got {inputs} -> {outputs}")
-    return {"opset": found, "ir_version": proto.ir_version, "nodes": len(proto.graph.node),
-            "producer": f"{proto.producer_name} {proto.producer_version}",
-            "op_types": sorted({n.op_type for n in proto.graph.node})}
+    return facts
 
 
 def paired_outputs(encoder: nn.Module, session, texts: Sequence[str], output: str, batch_size: int = 4,

@@ -7,6 +7,7 @@ alone with its own set loss (``detr_alone``); ``zoo export`` writes a (boxes, sc
 """
 
 from zoo.errors import ConfigError
+from zoo.export.detector import export_detector_run
 from zoo.kinds import KINDS, Kind
 from zoo.metrics.detection import evaluate_detector
 
@@ -20,12 +21,6 @@ def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "s
                              device=device, prefix=split)
 
 
-def export(loaded_run, out, profile: str, say):
-    from zoo.export.detector import export_detector_run
-
-    return export_detector_run(loaded_run, out, profile, say=say)
-
-
 KINDS.register("detection")(Kind(
     name="detection", headline="map", evaluate=evaluate, teacher_cache=False, alone_method="detr_alone",
-    export=export, export_profile="detector"))
+    export=export_detector_run, export_profile="detector"))

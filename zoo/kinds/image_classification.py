@@ -5,6 +5,7 @@ softmaxes); the inputs are fixed per sample, so teacher outputs may be cached; a
 ``ce``; ``zoo export`` writes a logits graph checked against PyTorch (profile ``export/default.yaml``).
 """
 
+from zoo.export.classifier import export_run
 from zoo.kinds import KINDS, Kind
 from zoo.metrics.classification import evaluate_classifier
 
@@ -14,12 +15,6 @@ def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "s
     return evaluate_classifier(models, datamodule.eval_loader(split, limit_batches), device=device, prefix=split)
 
 
-def export(loaded_run, out, profile: str, say):
-    from zoo.export.classifier import export_run
-
-    return export_run(loaded_run, out, profile, say)
-
-
 KINDS.register("image_classification")(Kind(
     name="image_classification", headline="acc", evaluate=evaluate, teacher_cache=True, alone_method="ce",
-    export=export, export_profile="default"))
+    export=export_run, export_profile="default"))

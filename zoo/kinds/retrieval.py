@@ -7,28 +7,25 @@ Negatives are drawn per epoch, so teacher outputs are not cached; a retrieval te
 (e.g. ``splade_bi``); ``zoo export`` writes the query encoder with its tokenizer (export profiles do not apply).
 """
 
+from zoo.export.retrieval import export_retrieval_run
 from zoo.kinds import KINDS, Kind
+from zoo.retrieval.evaluation import evaluate_retrieval
+from zoo.retrieval.run_encoders import document_encoder
 
 
 def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
              limit_batches: int | None = None, doc_encoder=None):
-    from zoo.retrieval.evaluation import evaluate_retrieval
-
     queries = "rewrite" if role == "teacher" else "conversation"
     limit = None if limit_batches is None else limit_batches * int(datamodule.cfg.eval_batch_size)
     return evaluate_retrieval(datamodule, models[0], split, split, doc_encoder or models[0], queries, limit)
 
 
 def run_context(loaded_run) -> dict:
-    from zoo.retrieval.run_encoders import document_encoder
-
     return {"doc_encoder": document_encoder(loaded_run)}
 
 
 def export(loaded_run, out, profile: str | None, say):
-    from zoo.export.text_encoders import export_retrieval_run
-
-    return export_retrieval_run(loaded_run, out, say=say)
+    return export_retrieval_run(loaded_run, out, say=say)  # query encoders have no export profiles
 
 
 KINDS.register("retrieval")(Kind(
