@@ -42,8 +42,8 @@ from typing import Any
 
 from zoo.atomic import atomic_folder
 from zoo.errors import ConfigError, DataError
-from zoo.retrieval.common import as_queries, batched, is_index, iter_corpus, read_meta, versions, write_meta
-from zoo.retrieval.sparse import Run, TermWeights, encode_term_weights
+from zoo.retrieval.common import Run, as_queries, batched, is_index, iter_corpus, read_meta, versions, write_meta
+from zoo.retrieval.sparse import TermWeights, encode_term_weights
 
 KIND = "splade-impact"
 # Options beyond the common ones of zoo.retrieval.engines:
