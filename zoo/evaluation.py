@@ -30,8 +30,10 @@ def smoke_limit(cfg: Any) -> int | None:
     "does it run" in seconds. Its metrics are not results (``zoo leaderboard`` refuses such records); teachers
     trained by a recipe are evaluated in full whatever the run (their metrics are stored and reused)."""
     runs = cfg.trainer.get("fast_dev_run", False)
-    if runs is True or (isinstance(runs, int) and not isinstance(runs, bool) and runs > 0):
-        return 1 if runs is True else int(runs)
+    if runs is True:
+        return 1
+    if isinstance(runs, int) and not isinstance(runs, bool) and runs > 0:
+        return runs
     return None
 
 

@@ -24,9 +24,10 @@ def index(arguments: Arguments, reporter) -> int:
 def search(arguments: Arguments, reporter) -> int:
     from zoo.retrieval.run_encoders import search_run
 
-    path, count = search_run(arguments.get("index"), arguments.get("run"), arguments.get("queries"),
-                             arguments.integer("k", 100, minimum=1), arguments.get("out"))
-    reporter.say(f"searched {count} queries (k={arguments.integer('k', 100)}) -> {path}")
+    k = arguments.integer("k", 100, minimum=1)
+    path, count = search_run(arguments.get("index"), arguments.get("run"), arguments.get("queries"), k,
+                             arguments.get("out"))
+    reporter.say(f"searched {count} queries (k={k}) -> {path}")
     return 0
 
 
