@@ -23,3 +23,27 @@ SMOKE = {
 
 def has_fashion_mnist() -> bool:
     return (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file() or bool(os.environ.get("ZOO_FMNIST_ROOT"))
+
+
+def write_idx(path: Path, array, truncate: int = 0) -> None:
+    """``array`` as a gzipped unsigned-byte idx file (the Fashion-MNIST format), ``truncate`` bytes short."""
+    import gzip
+
+    import numpy as np
+
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    body = header + np.asarray(array).astype(np.uint8).tobytes()
+    with gzip.open(path, "wb") as out:
+        out.write(body[: len(body) - truncate])
+
+
+def fake_fashion_mnist(root: Path, train: int = 60, test: int = 20, truncate_test_images: int = 0) -> None:
+    """Random images and labels in the four Fashion-MNIST idx files under ``root``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    write_idx(root / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (train, 28, 28)))
+    write_idx(root / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, train))
+    write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (test, 28, 28)), truncate_test_images)
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, test))

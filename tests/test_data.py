@@ -1,11 +1,9 @@
-import gzip
-
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import FASHION_MNIST, has_fashion_mnist
+from tests.helpers import FASHION_MNIST, fake_fashion_mnist, has_fashion_mnist, write_idx
 from zoo.config import compose
 from zoo.errors import DataError
 from zoo.registry import DATASETS
@@ -40,21 +38,6 @@ def test_shuffle_order_depends_on_seed_and_epoch():
     assert not torch.equal(first, next(iter(loader))["index"])
     loader.sampler.set_epoch(0)
     assert torch.equal(first, next(iter(loader))["index"])
-
-
-def write_idx(path, array: np.ndarray, truncate: int = 0):
-    header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    body = header + array.astype(np.uint8).tobytes()
-    with gzip.open(path, "wb") as out:
-        out.write(body[: len(body) - truncate])
-
-
-def fake_fashion_mnist(root, truncate_test_images=0):
-    rng = np.random.default_rng(0)
-    write_idx(root / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (60, 28, 28)))
-    write_idx(root / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 60))
-    write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (20, 28, 28)), truncate_test_images)
-    write_idx(root / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 20))
 
 
 def fmnist_cfg(root, **extra):

@@ -1,7 +1,9 @@
 """Weights trained once by a recipe and stored for every later run, arm and seed: recipe teachers and the
 students' starting weights (``student.init_recipe``).
 
-A recipe block (``teacher.recipe``) names the epochs, seed, optimiser and, optionally, the teacher-free method
+A recipe block (``teacher.recipe``) names the epochs, seed, optimiser and, optionally, the data settings it trains on
+where they differ from the run's (``data``: e.g. ``{train_subset: null}``, a teacher trained on the whole training
+split for a student that sees a few thousand images; same data set and test split), the teacher-free method
 that trains the model alone (``method``: a name such as ``ce`` or ``detr_alone``, or a mapping ``{name: splade_bi,
 ...}`` with its settings; by default the task kind's ``alone_method``), gradient clipping and a cap on the batches
 per epoch (smoke tests). The model is trained by a Lightning Trainer with the run's own ``trainer`` settings
@@ -48,6 +50,8 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if not (data_cfg.get("augment") or {}).get("enabled", False):
         data_cfg.pop("augment", None)  # switched-off augmentation is the same data as none: stored weights stay valid
+    if data_cfg.get("labels") == "fine":
+        data_cfg.pop("labels")  # the labels every stored weights file was trained on before the switch existed
     if "teacher_runs" in data_cfg:  # a run mined from the teacher itself comes after it: it cannot change it
         data_cfg["teacher_runs"] = [run for run in data_cfg["teacher_runs"] if run != "teacher"]
         if not data_cfg["teacher_runs"]:  # and without runs the rank window picks nothing
@@ -79,6 +83,8 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
     returns their path and whether they were trained just now (and their metrics said)."""
     from filelock import FileLock
 
+    if recipe_cfg.get("data"):
+        cfg, datamodule = recipe_data(cfg, recipe_cfg.data, datamodule)
     key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
     recipe = key["recipe"]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -102,6 +108,20 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
         atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
         say(f"{role} {name}: {headline(datamodule, metrics)}")
     return weights, True
+
+
+def recipe_data(cfg: Any, data_overrides: Any, datamodule) -> tuple[Any, Any]:
+    """The run's config with the recipe's ``data`` settings merged into its data block, and that data module."""
+    from zoo.registry import DATASETS
+
+    data_cfg = OmegaConf.merge(cfg.data, data_overrides)  # a key the data block lacks fails here, by name
+    recipe_cfg = cfg.copy()
+    recipe_cfg.data = data_cfg
+    recipe_dm = DATASETS.get(data_cfg.name)(data_cfg, shuffle_seed=datamodule.shuffle_seed)
+    if recipe_dm.kind != datamodule.kind or recipe_dm.num_classes != datamodule.num_classes:
+        raise ConfigError("a recipe's data settings must keep the task's kind and classes",
+                          "change only which training examples the recipe sees (e.g. train_subset)")
+    return recipe_cfg, recipe_dm
 
 
 def stored_metrics(weights: Path) -> dict[str, float] | None:

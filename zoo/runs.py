@@ -56,7 +56,7 @@ def load_run_config(run_dir: Path) -> DictConfig:
 
 def load_run(run_dir: Path) -> LoadedRun:
     """A finished run's config, record, data module and student (weights loaded, eval mode)."""
-    from zoo.archs import arch_kwargs, create
+    from zoo.archs import create, student_arch_kwargs
     from zoo.registry import DATASETS
     from zoo.weights import load_weights
 
@@ -68,7 +68,7 @@ def load_run(run_dir: Path) -> LoadedRun:
                           f"finish it first: zoo train task={cfg.task} run.id={run_dir.name}")
     record = read_record(run_dir / "record.json")
     datamodule = DATASETS.get(cfg.data.name)(cfg.data)
-    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape, **arch_kwargs(cfg.student))
+    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape, **student_arch_kwargs(cfg))
     load_weights(student, run_dir / "student.safetensors")
     return LoadedRun(run_dir, cfg, record, datamodule, student.eval())
 

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from zoo.archs import arch_kwargs, create
+from zoo.archs import arch_kwargs, create, student_arch_kwargs
 from zoo.recipes import trained_once
 from zoo.weights import load_weights
 
@@ -43,7 +43,7 @@ def create_student(cfg: Any, datamodule, weights: str | None) -> nn.Module:
     ``student.pretrained``), then ``weights`` when given."""
     L.seed_everything(int(cfg.seed), verbose=False)  # a random start is the same one on every rebuild
     student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
-                     pretrained=bool(cfg.student.pretrained), **arch_kwargs(cfg.student))
+                     pretrained=bool(cfg.student.pretrained), **student_arch_kwargs(cfg))
     if weights:
         load_weights(student, Path(weights))
     return student

@@ -4,14 +4,28 @@ Every builder has the signature ``build(num_classes, input_shape, pretrained=Fal
 and returns an ``nn.Module``: a classifier maps a batch of inputs to logits, a detector
 (``zoo.archs.detr``) returns a ``DetrOutput``. ``kwargs`` are the arch's own settings from
 ``student.kwargs`` / ``teacher.kwargs`` in YAML (classifier builders take none). Use
-``zoo.archs.create`` rather than calling builders directly.
+``zoo.archs.create`` rather than calling builders directly: it also takes ``subclasses`` (S > 1: any classifier
+arch built with S outputs per class and grouped back into classes, ``zoo.archs.subclass_head``).
 """
 
 from zoo.registry import ARCHS
 
 
-def create(name: str, num_classes: int, input_shape: tuple[int, ...], pretrained: bool = False, **kwargs):
-    return ARCHS.get(name)(num_classes=num_classes, input_shape=tuple(input_shape), pretrained=pretrained, **kwargs)
+def create(name: str, num_classes: int, input_shape: tuple[int, ...], pretrained: bool = False,
+           subclasses: int = 1, **kwargs):
+    build = ARCHS.get(name)
+    if int(subclasses) == 1:
+        return build(num_classes=num_classes, input_shape=tuple(input_shape), pretrained=pretrained, **kwargs)
+    from zoo.errors import ConfigError
+
+    if not num_classes or int(subclasses) < 1:
+        raise ConfigError(f"subclasses={subclasses} needs a classifier with classes and S >= 1",
+                          "give method.subclasses a positive integer, on a classification task")
+    from zoo.archs.subclass_head import SubclassClassifier
+
+    net = build(num_classes=num_classes * int(subclasses), input_shape=tuple(input_shape), pretrained=pretrained,
+                **kwargs)
+    return SubclassClassifier(net, num_classes, int(subclasses))
 
 
 def arch_kwargs(role_cfg) -> dict:
@@ -20,6 +34,14 @@ def arch_kwargs(role_cfg) -> dict:
 
     kwargs = role_cfg.get("kwargs") if role_cfg is not None else None
     return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
+
+
+def student_arch_kwargs(cfg) -> dict:
+    """A run's student arch settings: ``student.kwargs`` and what its method asks of the student's shape (LELP: S
+    outputs per class), so that training and every rebuild of the finished run build the same module."""
+    from zoo.registry import METHODS
+
+    return {**arch_kwargs(cfg.student), **METHODS.get(cfg.method.name).student_kwargs(cfg.method)}
 
 
 def count_params(model) -> int:

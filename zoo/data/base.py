@@ -17,20 +17,26 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 
 class TensorDictDataset(Dataset):
-    """In-memory samples served as dict batches; ``__getitems__`` fetches a whole batch at once."""
+    """In-memory samples served as dict batches; ``__getitems__`` fetches a whole batch at once.
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
-        self.inputs, self.targets = inputs, targets
+    ``extras`` are further per-sample tensors served under their own keys (e.g. ``subclass``: the hidden fine
+    class of a coarse-labelled sample, which only an oracle reference may read).
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, extras: dict[str, torch.Tensor] | None = None):
+        self.inputs, self.targets, self.extras = inputs, targets, dict(extras or {})
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"inputs": self.inputs[i], "targets": self.targets[i], "index": torch.tensor(i)}
+        return {"inputs": self.inputs[i], "targets": self.targets[i], "index": torch.tensor(i),
+                **{key: values[i] for key, values in self.extras.items()}}
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices)
-        return {"inputs": self.inputs[idx], "targets": self.targets[idx], "index": idx}
+        return {"inputs": self.inputs[idx], "targets": self.targets[idx], "index": idx,
+                **{key: values[idx] for key, values in self.extras.items()}}
 
 
 class EpochTaggedSampler(DistributedSampler):

@@ -5,6 +5,11 @@ Reads the four idx files, gzipped or not, from ``data.root``; Debian's package
 torchvision's reader is not used because it wants the files unzipped in its own
 folder layout. Split: the official 60k/10k train/test; a fixed, seeded
 ``val_size`` of the training set is held out for validation.
+
+``labels: parity`` makes the task binary the way the LELP paper makes CIFAR-10 binary: label = class mod 2, so
+each binary class hides five real classes; the position of the real class inside its binary class (class // 2,
+0..4) is served with every sample as ``subclass``, for references that may read it (LELP's oracle), never as a
+target.
 """
 
 import gzip
@@ -21,6 +26,7 @@ from zoo.registry import DATASETS
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 MEAN, STD = 0.2860, 0.3530  # the training set's pixel statistics
+LABELS = ("fine", "parity")
 
 
 def find_idx_file(root: Path, stem: str) -> Path:
@@ -59,6 +65,9 @@ class FashionMNISTDataModule(ZooDataModule):
 
     def __init__(self, cfg, shuffle_seed: int = 0):
         super().__init__(cfg, shuffle_seed)
+        labels = str(cfg.get("labels", "fine"))
+        if labels not in LABELS:
+            raise DataError(f"unknown data.labels '{labels}'", f"data.labels is one of {', '.join(LABELS)}")
         root = Path(cfg.root).expanduser()
         if not root.is_dir():
             raise DataError(f"Fashion-MNIST folder '{root}' does not exist",
@@ -75,8 +84,16 @@ class FashionMNISTDataModule(ZooDataModule):
             images = torch.from_numpy(arrays[f"{split}_images"].astype(np.float32) / 255.0)
             return (images.unsqueeze(1) - MEAN) / STD, torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
 
-        train_x, train_y = tensors("train")
-        test_x, test_y = tensors("test")
+        train_x, train_fine = tensors("train")
+        test_x, test_fine = tensors("test")
+        parity = labels == "parity"
+        if parity:
+            self.num_classes = 2
+        train_y, test_y = (train_fine % 2, test_fine % 2) if parity else (train_fine, test_fine)
+
+        def extras(fine: torch.Tensor) -> dict[str, torch.Tensor] | None:
+            return {"subclass": fine // 2} if parity else None  # the real class's place in its binary class
+
         order = np.random.default_rng(int(cfg.split_seed)).permutation(len(train_y))
         val_idx = np.sort(order[: int(cfg.val_size)])
         train_idx = np.sort(order[int(cfg.val_size):])
@@ -90,9 +107,10 @@ class FashionMNISTDataModule(ZooDataModule):
             self.transform_fingerprint = None  # inputs change every epoch: no teacher-output cache
             self.crop_spec = spec
         else:
-            train_set = TensorDictDataset(train_x[train_idx], train_y[train_idx])
+            train_set = TensorDictDataset(train_x[train_idx], train_y[train_idx], extras(train_fine[train_idx]))
         self.splits = {"train": train_set,
-                       "val": TensorDictDataset(train_x[val_idx], train_y[val_idx]),
-                       "test": TensorDictDataset(test_x, test_y)}
+                       "val": TensorDictDataset(train_x[val_idx], train_y[val_idx], extras(train_fine[val_idx])),
+                       "test": TensorDictDataset(test_x, test_y, extras(test_fine))}
         self.fingerprint = fingerprint(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
-                                       arrays["test_labels"], train_idx, val_idx)
+                                       arrays["test_labels"], train_idx, val_idx,
+                                       *([np.array([2])] if parity else []))  # fine labels keep their old print

@@ -36,7 +36,8 @@ def _fashion_mnist(datamodule) -> dict[str, Any]:
 
     return {"pixel_max": 255.0, "mean": [MEAN], "std": [STD], "resize": None,
             "raw_input": "28x28 grey images with pixel values 0..255 (the idx files' bytes), NCHW",
-            "classes": FASHION_MNIST_CLASSES}
+            "classes": FASHION_MNIST_CLASSES if datamodule.num_classes == 10 else
+            [" / ".join(FASHION_MNIST_CLASSES[parity::2]) for parity in (0, 1)]}  # data.labels=parity
 
 
 def _imagefolder(datamodule) -> dict[str, Any]:

@@ -68,6 +68,12 @@ class DistillModule(L.LightningModule):
                               for t in self.teachers]
 
     @classmethod
+    def student_kwargs(cls, method_cfg: Any) -> dict[str, Any]:
+        """Arch settings the method needs its student built with (``zoo.archs.create``), e.g. LELP's S outputs per
+        class; none by default."""
+        return {}
+
+    @classmethod
     def check_kind(cls, kind: str, name: str) -> None:
         """One line when a task of ``kind`` asks for this method (registered as ``name``) and it trains others."""
         if kind not in cls.kinds:

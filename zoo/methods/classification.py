@@ -21,7 +21,7 @@ from zoo.methods.base import DistillModule, MethodContext
 
 
 class ClassificationModule(DistillModule):
-    kinds = ("image_classification",)
+    kinds = ("image_classification", "text_classification")
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], context: MethodContext):
         super().__init__(student, teachers, context)

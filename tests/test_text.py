@@ -1,0 +1,97 @@
+"""The text-classification path: the tweets reader (real CSV format, errors naming file and line), padded token
+batches, the text kind, and LELP trained end to end on a small CSV in the real format with the real MiniLM teacher
+arch."""
+
+import csv
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from zoo.config import compose
+from zoo.errors import ConfigError, DataError
+from zoo.registry import DATASETS
+
+WORDS = {"negative": ["awful", "hate", "broken", "never", "worst", "sad"],
+         "neutral": ["today", "car", "road", "news", "city", "said"],
+         "positive": ["love", "great", "happy", "best", "amazing", "thanks"]}
+
+
+def write_tweets(path, rows_per_class=(110, 20, 110), extra_rows=()):
+    """A CSV in the corpus' format (sentiment,confidence,text; latin-1) with word-list tweets."""
+    import random
+
+    rng = random.Random(0)
+    with open(path, "w", encoding="latin-1", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["sentiment", "confidence", "text"])
+        for sentiment, count in zip(WORDS, rows_per_class, strict=True):
+            for _ in range(count):
+                words = rng.choices(WORDS[sentiment], k=4) + rng.choices(WORDS["neutral"], k=3)
+                out.writerow([sentiment, f"{rng.random():.4f}", " ".join(rng.sample(words, len(words))) + " café"])
+        for row in extra_rows:
+            out.writerow(row)
+    return path
+
+
+def tweets(path, **extra):
+    cfg = OmegaConf.merge(compose("lelp_tweets").data, {"path": str(path), "train_subset": None, **extra})
+    return DATASETS.get("tweets")(cfg)
+
+
+def test_binary_tweets_drop_neutral_and_batches_are_padded_token_dicts(tmp_path):
+    dm = tweets(write_tweets(tmp_path / "t.csv"))
+    assert dm.kind == "text_classification" and dm.num_classes == 2 and dm.input_shape == ()
+    assert sum(dm.split_info()["sizes"].values()) == 220  # the 20 neutral tweets are not in the binary set
+    batch = next(iter(dm.eval_loader("test")))
+    ids, mask = batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"]
+    assert ids.shape == mask.shape and mask.sum(1).min() > 0 and (ids[mask == 0] == 0).all()
+    three = tweets(tmp_path / "t.csv", classes=["negative", "neutral", "positive"])
+    assert three.num_classes == 3 and sum(three.split_info()["sizes"].values()) == 240
+    assert three.fingerprint != dm.fingerprint and tweets(tmp_path / "t.csv").fingerprint == dm.fingerprint
+
+
+@pytest.mark.parametrize("row, message", [
+    (["positive", "0.5"], r"t.csv:242: expected 3 fields"),
+    (["ecstatic", "0.5", "so good"], r"t.csv:242: unknown sentiment 'ecstatic'"),
+])
+def test_a_malformed_row_names_file_and_line(tmp_path, row, message):
+    with pytest.raises(DataError, match=message):
+        tweets(write_tweets(tmp_path / "t.csv", extra_rows=[row]))
+
+
+def test_bad_headers_classes_and_missing_files_are_one_line_errors(tmp_path):
+    (tmp_path / "h.csv").write_text("label,text\npositive,yes\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"h.csv:1: expected the header sentiment,confidence,text"):
+        tweets(tmp_path / "h.csv")
+    with pytest.raises(DataError, match="not found"):
+        tweets(tmp_path / "missing.csv")
+    with pytest.raises(DataError, match=r"data.classes=\['negative', 'angry'\]"):
+        tweets(write_tweets(tmp_path / "t.csv"), classes=["negative", "angry"])
+    with pytest.raises(ConfigError, match="unknown tokenizer 'gpt'"):
+        tweets(tmp_path / "t.csv", tokenizer="gpt")
+
+
+def test_text_students_and_teachers_read_token_dicts_and_expose_features_and_head():
+    from zoo.archs import create
+
+    inputs = {"input_ids": torch.tensor([[101, 2293, 102, 0], [101, 5223, 2307, 102]]),
+              "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])}
+    for name in ("bow.small", "minilm.classifier"):
+        model = create(name, 2, ())
+        assert model(inputs).shape == (2, 2) and isinstance(model.head, torch.nn.Linear)
+        assert model.training  # built in train mode: fine-tuning keeps dropout
+    student = create("bow.small", 2, (), subclasses=3)
+    assert student.subclass_logits(inputs).shape == (2, 6)
+
+
+@pytest.mark.parametrize("arm", [[], ["method=kd", "method.alpha=1.0"]])
+def test_lelp_tweets_trains_end_to_end_on_a_small_csv(tmp_path, runs, arm):
+    from zoo.train import train
+
+    path = write_tweets(tmp_path / "t.csv")
+    cfg = compose("lelp_tweets", [f"data.path={path}", "data.train_subset=null", "trainer.fast_dev_run=true",
+                                  "trainer.enable_progress_bar=false", "teacher.recipe.epochs=1", *arm, *runs])
+    record = train(cfg, say=lambda *_: None).record
+    assert record.data["kind"] == "text_classification" and 0.0 <= record.metrics["test/acc"] <= 1.0
+    assert record.teacher_queries["forward_passes"] > 0 and record.student.flops is None  # texts: not counted

@@ -1,0 +1,19 @@
+"""text_classification: texts in (token ids and attention mask, ``zoo.data.tweets``), class logits out.
+
+Judged like image classification, by top-1 accuracy (and cross-entropy) over a whole split of one model or an
+ensemble; the token ids of a sample never change, so teacher outputs may be cached; a teacher is trained alone
+with ``ce``. Export (an ONNX graph over token ids with the tokenizer files beside it) is not written yet: ``zoo
+export`` says so in one line.
+"""
+
+from zoo.kinds import KINDS, Kind
+from zoo.metrics.classification import evaluate_classifier
+
+
+def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
+             limit_batches: int | None = None, **context):
+    return evaluate_classifier(models, datamodule.eval_loader(split, limit_batches), device=device, prefix=split)
+
+
+KINDS.register("text_classification")(Kind(
+    name="text_classification", headline="acc", evaluate=evaluate, teacher_cache=True, alone_method="ce"))
