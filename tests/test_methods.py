@@ -113,6 +113,6 @@ def test_a_method_of_another_kind_is_refused_before_any_data_is_read(runs):
     from zoo.train import train
 
     cfg = compose("detr_kitti", ["method=kd", "data.root=/nonexistent", *runs])  # KITTI is not there: not read
-    with pytest.raises(ConfigError, match="method 'kd' trains image_classification students; this task's data is "
-                                          "detection"):
+    with pytest.raises(ConfigError, match="method 'kd' trains image_classification or text_classification students; "
+                                          "this task's data is detection"):
         train(cfg, say=lambda *_: None)

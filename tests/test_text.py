@@ -46,7 +46,8 @@ def test_binary_tweets_drop_neutral_and_batches_are_padded_token_dicts(tmp_path)
     batch = next(iter(dm.eval_loader("test")))
     ids, mask = batch["inputs"]["input_ids"], batch["inputs"]["attention_mask"]
     assert ids.shape == mask.shape and mask.sum(1).min() > 0 and (ids[mask == 0] == 0).all()
-    three = tweets(tmp_path / "t.csv", classes=["negative", "neutral", "positive"])
+    three_cfg = compose("lelp_tweets", ["data=tweets_3class", f"data.path={tmp_path / 't.csv'}"]).data
+    three = DATASETS.get("tweets")(OmegaConf.merge(three_cfg, {"train_subset": None}))
     assert three.num_classes == 3 and sum(three.split_info()["sizes"].values()) == 240
     assert three.fingerprint != dm.fingerprint and tweets(tmp_path / "t.csv").fingerprint == dm.fingerprint
 
