@@ -1,6 +1,11 @@
-"""Timing pieces shared by the benchmark scripts."""
+"""Timing pieces shared by the benchmark scripts, and the ZOO_HOME they run in."""
 
+import contextlib
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -24,3 +29,15 @@ class EpochTimer(Callback):
     def on_train_epoch_end(self, trainer, module):
         sync()
         self.seconds += time.perf_counter() - self.begin
+
+
+@contextlib.contextmanager
+def zoo_home(path: str | None, prefix: str = "zoo-bench-") -> Iterator[None]:
+    """Run the block with ZOO_HOME at ``path`` (kept), or at a fresh temporary folder deleted afterwards."""
+    if path:
+        os.environ["ZOO_HOME"] = str(Path(path).expanduser())
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as temp:
+        os.environ["ZOO_HOME"] = temp
+        yield

@@ -24,14 +24,13 @@ epoch of the lelp student reading a warm teacher-output cache, timed in the same
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from _timing import EpochTimer
+from _timing import EpochTimer, zoo_home
 
 from zoo.config import compose
 from zoo.methods.base import MethodContext
@@ -85,12 +84,11 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    temp = None
-    if args.zoo_home:
-        os.environ["ZOO_HOME"] = str(Path(args.zoo_home).expanduser())
-    else:
-        temp = tempfile.TemporaryDirectory(prefix="zoo-lelp-")
-        os.environ["ZOO_HOME"] = temp.name
+    with zoo_home(args.zoo_home, prefix="zoo-lelp-"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     quiet_lightning()
     cfg = compose(args.task, ["trainer.enable_progress_bar=false", *args.overrides])
     datamodule = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=0)
@@ -151,8 +149,6 @@ def main() -> None:
             "task": args.task, "teacher_val_acc": teacher_binary, "probes": premise,
             "fit_seconds": fit_seconds, "epoch_seconds": epoch_seconds, "threads": torch.get_num_threads(),
             "versions": package_versions(), "hardware": hardware()}, indent=2))
-    if temp is not None:
-        temp.cleanup()
 
 
 if __name__ == "__main__":

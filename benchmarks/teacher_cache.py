@@ -29,13 +29,12 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from _timing import EpochTimer, sync
+from _timing import EpochTimer, sync, zoo_home
 
 from zoo.archs import create
 from zoo.config import compose
@@ -66,17 +65,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    temp_home = None
-    if args.zoo_home:
-        os.environ["ZOO_HOME"] = str(Path(args.zoo_home).expanduser())
-    else:
-        temp_home = tempfile.TemporaryDirectory(prefix="zoo-bench-")
-        os.environ["ZOO_HOME"] = temp_home.name
-    try:
+    with zoo_home(args.zoo_home):
         results = run(args)
-    finally:
-        if temp_home is not None:
-            temp_home.cleanup()
     report(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -30,13 +30,18 @@ FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
 
 
+def hash_tensors(digest, tensors: dict[str, torch.Tensor]) -> None:
+    """Feed ``digest`` (a hashlib object) every name and tensor's bytes of ``tensors``, in name order."""
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+
+
 def teacher_fingerprint(names: list[str], teachers: list[torch.nn.Module]) -> str:
     """Hash of the teachers' names and every tensor of their state (weights and buffers)."""
     digest = hashlib.sha256("|".join(names).encode())
     for teacher in teachers:
-        for key, tensor in sorted(teacher.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        hash_tensors(digest, teacher.state_dict())
     return digest.hexdigest()[:16]
 
 

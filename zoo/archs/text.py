@@ -19,6 +19,7 @@ import functools
 import torch
 from torch import nn
 
+from zoo.archs.dense import mean_pool
 from zoo.errors import ConfigError
 from zoo.registry import ARCHS
 
@@ -38,11 +39,10 @@ def load_tokenizer(name: str):
 
 
 class MeanPool(nn.Module):
-    """[B, n, H] token vectors and their [B, n] mask -> [B, H] mean over the kept tokens."""
+    """``zoo.archs.dense.mean_pool`` as a module, so that its output (the text vector) can be hooked by path."""
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1e-9)
+        return mean_pool(hidden, mask)
 
 
 class EncoderClassifier(nn.Module):

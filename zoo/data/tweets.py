@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from zoo.data.base import ZooDataModule, fingerprint, fixed_split
@@ -60,19 +61,16 @@ class TokenizedTexts(Dataset):
     """Token ids per text, served as padded dict batches (``__getitems__``)."""
 
     def __init__(self, ids: list[list[int]], targets: torch.Tensor, pad_id: int):
-        self.ids, self.targets, self.pad_id = ids, targets, pad_id
+        self.ids = [torch.as_tensor(row, dtype=torch.long) for row in ids]  # once, not per batch
+        self.targets, self.pad_id = targets, pad_id
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitems__(self, indices: list[int]) -> dict:
         rows = [self.ids[i] for i in indices]
-        longest = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), longest, dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = torch.as_tensor(row)
-            mask[i, :len(row)] = 1
+        input_ids = pad_sequence(rows, batch_first=True, padding_value=self.pad_id)
+        mask = pad_sequence([torch.ones_like(row) for row in rows], batch_first=True)
         idx = torch.as_tensor(indices)
         return {"inputs": {"input_ids": input_ids, "attention_mask": mask}, "targets": self.targets[idx],
                 "index": idx}

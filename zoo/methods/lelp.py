@@ -35,7 +35,7 @@ from filelock import FileLock
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from zoo.archs.subclass_head import SubclassClassifier
+from zoo.archs.subclass_head import SubclassClassifier, group_logits
 from zoo.errors import ConfigError
 from zoo.methods.classification import ClassificationModule
 from zoo.methods.lelp_projections import DIRECTIONS, SubclassMap, fit_subclass_map, load_stored, store, stored_path
@@ -117,7 +117,7 @@ class LELP(ClassificationModule):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         if self.directions != "oracle":
-            self.subclass_map = self.fitted_map(self.trainer.datamodule)
+            self.subclass_map = self.fitted_map(self.trainer.datamodule).to(self.device)  # once, not per batch
 
     def map_key(self, datamodule, samples: int) -> dict:
         from zoo.teacher_cache import teacher_fingerprint
@@ -201,7 +201,7 @@ class LELP(ClassificationModule):
 
     def losses(self, batch):
         subclass_logits = self.student.subclass_logits(batch["inputs"])
-        class_logits = subclass_logits.reshape(len(subclass_logits), -1, self.subclasses).logsumexp(dim=-1)
+        class_logits = group_logits(subclass_logits, self.student.num_classes, self.subclasses)
         return {"subclass": subclass_loss(subclass_logits, self.targets(batch), self.temperature),
                 "ce": F.cross_entropy(class_logits, batch["targets"])}
 

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from zoo.errors import ConfigError
+from zoo.teacher_cache import hash_tensors
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -48,9 +49,12 @@ class SubclassMap:
     tensors: dict[str, torch.Tensor]
     directions: str
 
+    def to(self, device: torch.device | str) -> "SubclassMap":
+        return SubclassMap({name: value.to(device) for name, value in self.tensors.items()}, self.directions)
+
     def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """u(x) [B, C, S] for embeddings [B, d] (see the module docstring)."""
-        t = {name: value.to(embeddings.device) for name, value in self.tensors.items()}
+        """u(x) [B, C, S] for embeddings [B, d] on the map's device (see the module docstring)."""
+        t = self.tensors
         null = embeddings.float() @ t["projector"]  # P is symmetric
         if self.directions == "kmeans":
             squared = torch.cdist(null.unsqueeze(0).expand(len(t["centroids"]), -1, -1), t["centroids"]) ** 2
@@ -135,15 +139,17 @@ def kmeans_centroids(points: torch.Tensor, count: int, seed: int) -> tuple[torch
 # -- the stored file --------------------------------------------------------------------------------------------
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    hash_tensors(digest, tensors)
     return digest.hexdigest()
 
 
+def versioned(key: dict) -> dict:
+    """The key as stored: the caller's fields and the file format."""
+    return {**key, "format": FORMAT_VERSION}
+
+
 def stored_path(root: Path, key: dict) -> Path:
-    key = {**key, "format": FORMAT_VERSION}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    name = hashlib.sha256(json.dumps(versioned(key), sort_keys=True).encode()).hexdigest()[:20]
     return Path(root) / f"{name}.safetensors"
 
 
@@ -152,15 +158,13 @@ def load_stored(path: Path, key: dict) -> SubclassMap | None:
     if not path.is_file():
         return None
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         log.warning("LELP projections %s unreadable (%s): refitting them", path, err)
         return None
-    if json.loads(metadata.get("key", "null")) != {**key, "format": FORMAT_VERSION}:
+    if json.loads(metadata.get("key", "null")) != versioned(key):
         log.warning("LELP projections %s were fitted for another teacher or data: refitting them", path)
         return None
     if metadata.get("sha256") != tensors_digest(tensors):
@@ -173,7 +177,7 @@ def store(path: Path, key: dict, fitted: SubclassMap) -> None:
     """Write the map atomically (temp file, then rename) with its key and digest in the metadata."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{np.random.default_rng().integers(1 << 30)}.tmp")
-    metadata = {"key": json.dumps({**key, "format": FORMAT_VERSION}, sort_keys=True),
+    metadata = {"key": json.dumps(versioned(key), sort_keys=True),
                 "sha256": tensors_digest(fitted.tensors)}
     save_file(fitted.tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
