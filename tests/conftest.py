@@ -2,7 +2,8 @@
 in it (``teachers/``, ``student_inits/``) are shared by the whole pytest run, so a recipe teacher is trained once per
 run, not once per test. Sharing them is safe: a stored file is found by a hash of everything it depends on and
 checked against its sha256 before use (``zoo.recipes``). A test that must see an empty store (it counts, corrupts
-or times teacher training) is marked ``own_teachers``.
+or times teacher training) is marked ``own_teachers``. transformers never reaches the Hugging Face Hub in a test
+(``hub_offline``).
 """
 
 from pathlib import Path
@@ -34,3 +35,13 @@ def zoo_home(request, tmp_path_factory, monkeypatch, shared_zoo_home) -> Path:
 def runs(tmp_path) -> list[str]:
     """Overrides that send run folders to this test's temp dir."""
     return [f"run.root={tmp_path / 'runs'}"]
+
+
+@pytest.fixture(autouse=True)
+def hub_offline(monkeypatch):
+    """transformers' Hub client offline (its own switch, read at import, not the environment variable, which would
+    also take the zoo's own downloads offline): a Hub name then fails at once instead of after a minute of retries
+    on a machine without internet."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -67,10 +67,12 @@ def test_bad_headers_classes_and_missing_files_are_one_line_errors(tmp_path):
         tweets(tmp_path / "h.csv")
     with pytest.raises(DataError, match="not found"):
         tweets(tmp_path / "missing.csv")
-    with pytest.raises(DataError, match=r"data.classes=\['negative', 'angry'\]"):
+    with pytest.raises(DataError, match=r"data.classes: unknown tweets label 'angry'"):
         tweets(write_tweets(tmp_path / "t.csv"), classes=["negative", "angry"])
-    with pytest.raises(ConfigError, match="unknown tokenizer 'gpt'"):
-        tweets(tmp_path / "t.csv", tokenizer="gpt")
+    with pytest.raises(ConfigError, match=r"tokenizer 'no-such/tokenizer' cannot be loaded"):
+        tweets(tmp_path / "t.csv", tokenizer="no-such/tokenizer")  # a Hub name, and the Hub is offline in tests
+    with pytest.raises(ConfigError, match=r"tokenizer folder '/no/such/folder' not found"):
+        tweets(tmp_path / "t.csv", tokenizer="/no/such/folder")
 
 
 def test_text_students_and_teachers_read_token_dicts_and_expose_features_and_head():
@@ -96,3 +98,50 @@ def test_lelp_tweets_trains_end_to_end_on_a_small_csv(tmp_path, runs, arm):
     record = train(cfg, say=lambda *_: None).record
     assert record.data["kind"] == "text_classification" and 0.0 <= record.metrics["test/acc"] <= 1.0
     assert record.teacher_queries["forward_passes"] > 0 and record.student.flops is None  # texts: not counted
+
+
+def test_a_text_run_exports_a_checked_graph_with_its_tokenizer_and_serves_zoo_infer(tmp_path, runs, capsys):
+    """A LELP student (S·C outputs inside) exports as a C-way graph over token ids; the folder alone (tokenizer +
+    onnxruntime) answers as the PyTorch student does, through the API and ``zoo infer``."""
+    import json
+
+    import numpy as np
+
+    from zoo.archs.text import load_tokenizer
+    from zoo.cli import main
+    from zoo.export.dispatch import export_run
+    from zoo.export.text_runtime import OnnxTextClassifier
+    from zoo.runs import load_run
+    from zoo.train import train
+
+    cfg = compose("lelp_tweets", [f"data.path={write_tweets(tmp_path / 't.csv')}", "data.train_subset=null",
+                                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                                  "teacher.recipe.epochs=1", "method.subclasses=2", *runs])
+    run_dir = train(cfg, say=lambda *_: None).run_dir
+    result = export_run(run_dir, say=lambda *_: None)
+    folder = result.folder
+    assert folder == (run_dir / "export" / "text").resolve()
+    assert {p.name for p in folder.iterdir()} >= {"model.onnx", "tokenizer", "text_classifier.json", "card.yaml",
+                                                    "student.safetensors", "export.json"}
+    parity = result.report["parity"]
+    assert parity["passed"] and parity["samples"] == 44 and parity["max_abs_diff"] <= 1e-4
+    assert parity["metric_onnx"] == parity["metric_torch"]
+    spec = json.loads((folder / "text_classifier.json").read_text())
+    assert spec["classes"] == ["negative", "positive"] and spec["tokenizer"] == "minilm"
+
+    texts = ["i love this, the best day", "awful, broken and sad", "the car on the road today"]
+    onnx = OnnxTextClassifier(folder).predict(texts)
+    batch = load_tokenizer("minilm")(texts, padding=True, return_tensors="pt", return_token_type_ids=False)
+    with torch.inference_mode():
+        torch_logits = load_run(run_dir).student.eval()(dict(batch)).numpy()
+    assert onnx.shape == (3, 2)
+    np.testing.assert_allclose(onnx, torch_logits, atol=1e-4)
+
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["infer", f"model={folder}", f"inputs={tmp_path / 'texts.txt'}"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()]
+    assert [row[2] for row in rows] == [spec["classes"][i] for i in onnx.argmax(1)]
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    assert main(["infer", f"model={folder}", f"inputs={tmp_path / 'empty.txt'}"]) != 0
+    assert "has no text" in capsys.readouterr().err

@@ -9,12 +9,21 @@ teacher embedding) hook them by path, as on the image nets.
   fine-tuned by its recipe (``pretrained: true`` starts from the published weights).
 - ``bow.small``: a bag of word-piece embeddings (64-d, masked mean) and one hidden layer: a student more than a
   hundred times cheaper than MiniLM per tweet, on the same tokenizer.
+- ``albert-xxlarge-v2.classifier``, ``albert-base-v2.classifier``: ALBERT (Lan et al., 2020), the LELP paper's text
+  teacher and student (223M and 11.7M parameters), mean-pooled like MiniLM (the paper's pooling is not stated;
+  transformers' own ALBERT classifier reads a tanh-projected [CLS] instead). ``pretrained: true`` loads
+  ``albert/albert-*-v2`` from the Hugging Face Hub (network or the local HF cache); random init needs nothing.
+- ``albert-tiny.classifier``: the same architecture at toy width (2 layers, 32 wide), for tests.
 
 Tokenizers are named (``data.tokenizer``; ``load_tokenizer``): ``minilm`` is all-MiniLM-L6-v2's word-piece
-vocabulary (30,522 tokens, lower-cased).
+vocabulary (30,522 tokens, lower-cased), read offline; any other name is a Hugging Face Hub tokenizer or a local
+folder (``albert/albert-base-v2``: ALBERT's 30,000-piece SentencePiece vocabulary, shared by base and xxlarge).
+Builders that need the vocabulary size take the data's tokenizer as ``student.kwargs.tokenizer`` (default
+``minilm``).
 """
 
 import functools
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,16 +35,43 @@ from zoo.registry import ARCHS
 TOKENIZERS = ("minilm",)
 
 
+ALBERT = {  # transformers AlbertConfig sizes; "hub" is the published checkpoint
+    "albert-xxlarge-v2": {"hub": "albert/albert-xxlarge-v2", "hidden_size": 4096, "num_hidden_layers": 12,
+                          "num_attention_heads": 64, "intermediate_size": 16384, "embedding_size": 128},
+    "albert-base-v2": {"hub": "albert/albert-base-v2", "hidden_size": 768, "num_hidden_layers": 12,
+                       "num_attention_heads": 12, "intermediate_size": 3072, "embedding_size": 128},
+    "albert-tiny": {"hub": None, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 64, "embedding_size": 16},
+}
+
+
 @functools.cache
 def load_tokenizer(name: str):
-    if name not in TOKENIZERS:
-        raise ConfigError(f"unknown tokenizer '{name}'", f"data.tokenizer is one of {', '.join(TOKENIZERS)}")
+    """``minilm`` (offline) or a Hugging Face Hub tokenizer / local folder; one-line error when unreachable."""
     from transformers import AutoTokenizer
 
     from zoo.archs.splade import _offline, minilm_dir
 
-    with _offline():
-        return AutoTokenizer.from_pretrained(str(minilm_dir()))
+    if name in TOKENIZERS:
+        with _offline():
+            return AutoTokenizer.from_pretrained(str(minilm_dir()))
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return AutoTokenizer.from_pretrained(str(folder))
+    if name.startswith(("/", ".", "~")):
+        raise ConfigError(f"tokenizer folder '{name}' not found",
+                          f"data.tokenizer is a folder, a Hugging Face Hub name or one of {', '.join(TOKENIZERS)}")
+    return from_hub(AutoTokenizer.from_pretrained, name, f"tokenizer '{name}'")
+
+
+def from_hub(load, name: str, what: str):
+    """``load(name)`` with an unreachable or unknown Hub name as one line instead of transformers' traceback."""
+    try:
+        return load(name)
+    except (OSError, ValueError) as err:  # no network, no such repo, no cached copy
+        raise ConfigError(f"{what} cannot be loaded: {str(err).strip().splitlines()[0]}",
+                          f"it comes from the Hugging Face Hub: run once with network (it is cached), or name "
+                          f"a local folder; offline tokenizers: {', '.join(TOKENIZERS)}") from err
 
 
 class MeanPool(nn.Module):
@@ -92,3 +128,34 @@ def bow_small(num_classes: int, input_shape=(), pretrained: bool = False, tokeni
         raise ConfigError("bow.small has no pretrained weights", "set student.pretrained=false")
     vocabulary = load_tokenizer(tokenizer)
     return BagOfEmbeddings(num_classes, len(vocabulary), dim=64, hidden=64, pad_id=vocabulary.pad_token_id)
+
+
+def albert_classifier(size: str, num_classes: int, pretrained: bool, tokenizer: str | None) -> nn.Module:
+    from transformers import AlbertConfig, AlbertModel
+
+    sizes = dict(ALBERT[size])
+    hub = sizes.pop("hub")
+    if pretrained:
+        if hub is None:
+            raise ConfigError(f"{size} has no pretrained weights", "set pretrained=false")
+        encoder = from_hub(AlbertModel.from_pretrained, hub, f"{size} weights")
+    else:
+        vocabulary = load_tokenizer(tokenizer or hub or "minilm")
+        encoder = AlbertModel(AlbertConfig(vocab_size=len(vocabulary), pad_token_id=vocabulary.pad_token_id,
+                                           max_position_embeddings=512, **sizes))
+    return EncoderClassifier(encoder, num_classes).train()
+
+
+@ARCHS.register("albert-xxlarge-v2.classifier")
+def albert_xxlarge(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return albert_classifier("albert-xxlarge-v2", num_classes, pretrained, tokenizer)
+
+
+@ARCHS.register("albert-base-v2.classifier")
+def albert_base(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return albert_classifier("albert-base-v2", num_classes, pretrained, tokenizer)
+
+
+@ARCHS.register("albert-tiny.classifier")
+def albert_tiny(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return albert_classifier("albert-tiny", num_classes, pretrained, tokenizer)

@@ -153,17 +153,22 @@ def run_card(loaded) -> tuple[ModelCard, dict[str, Any]]:
     """The model card of a finished run's student (weights still pending), and its preprocess spec."""
     from zoo.export.preprocess import spec_for_datamodule
 
-    record, cfg, datamodule = loaded.record, loaded.cfg, loaded.datamodule
-    card = ModelCard(
+    spec = spec_for_datamodule(loaded.datamodule, "float32")
+    card = student_card(loaded, InputSpec(shape=list(loaded.datamodule.input_shape), mean=spec["mean"],
+                                          std=spec["std"]))
+    return card, spec
+
+
+def student_card(loaded, input_spec: InputSpec) -> ModelCard:
+    """The model card of a finished run's student, its metrics from the record; weights still pending."""
+    record, cfg = loaded.record, loaded.cfg
+    return ModelCard(
         name=f"{cfg.student.arch}.{cfg.task}-{record.run_id}", arch=cfg.student.arch, task=cfg.task,
-        num_classes=datamodule.num_classes, input=InputSpec(shape=list(datamodule.input_shape)),
+        num_classes=loaded.datamodule.num_classes, input=input_spec,
         weights=WeightsSpec(urls=["file:///pending"]),  # filled once the weights' place is known
         metrics=[MetricEntry(name, float(value), f"record:{record.run_id}")
                  for name, value in sorted(record.metrics.items())],
         teacher=_teachers(record), license=None, paper=None)
-    spec = spec_for_datamodule(datamodule, "float32")
-    card.input.mean, card.input.std = spec["mean"], spec["std"]
-    return card, spec
 
 
 def export_run(loaded, out: str | Path | None = None, profile: str = "default",

