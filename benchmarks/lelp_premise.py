@@ -1,24 +1,28 @@
-"""LELP's premise on its mini task, and what its one-off fit costs against one student epoch.
+"""LELP's premise on its mini tasks, and what its one-off fit costs against one student epoch.
 
-Premise: LELP can only help if the teacher's embedding holds structure that its few-class output does not. On
-``lelp_fashion_mnist_bin`` (binary labels, five hidden clothing classes per label) this script fits linear probes
-(multinomial logistic regression on standardised features, sklearn) on the students' training subset and scores
-them on the validation split, predicting the hidden 10 classes from:
+Premise: LELP can only help if the teacher's embedding holds structure that its few-class output does not. Linear
+probes (multinomial logistic regression on standardised features, sklearn) are fitted on the students' training
+subset and scored on the validation split, on these views of each example:
 
-  pixels          the raw 784 pixels (what any student starts from)
-  teacher logits  the binary teacher's 2 logits (all that Hinton KD passes on)
-  embedding       the teacher's final embedding (128-d: what its head reads)
+  pixels          the raw pixels (image tasks: what any student starts from)
+  teacher logits  the teacher's C logits (all that Hinton KD passes on)
+  embedding       the teacher's final embedding (what its head reads)
   null space      that embedding with the head's directions removed (P h: what LELP splits)
   lelp targets    the teacher logits plus LELP's S·C standardised projections u(x) (what LELP passes on)
 
-and reports ``within-class``: how often the probe names the right hidden class among the five of the example's
-own binary class (chance 0.2).
+Where the data hides subclasses (``lelp_fashion_mnist_bin``: five clothing classes per binary label) the probes
+predict them and ``within-class`` is how often the probe names the right hidden class among those of the example's
+own label (chance 1/5). Where it hides none (``lelp_tweets``) the probes predict the label itself: whether the null
+space adds label information the teacher's head leaves out. Both report ``top-S share``: the fraction of the
+within-class variance of the null-space embedding that the S directions LELP keeps explain (an isotropic cloud
+gives S / (d - C)), the structure LELP's targets are made of.
 
 Cost: the one-off fit (the teacher over the fitting examples, then null space, PCA, rotation) against one
 epoch of the lelp student reading a warm teacher-output cache, timed in the same process.
 
     python benchmarks/lelp_premise.py                          # trains the teacher first in a temp ZOO_HOME
     python benchmarks/lelp_premise.py --zoo-home ~/.cache/zoo  # reuse stored teachers
+    python benchmarks/lelp_premise.py --task lelp_tweets --zoo-home ~/.cache/zoo
 """
 
 import argparse
@@ -52,32 +56,52 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def embed(teacher, head_path: str, split) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels, teacher logits, embeddings, binary labels and hidden subclasses of a whole split."""
-    inputs, targets, subclass = split.inputs, split.targets, split.extras["subclass"]
-    captured = []
+def embed(teacher, head_path: str, datamodule, split: str) -> dict[str, np.ndarray]:
+    """Inputs (flattened pixels; none for text), teacher logits, embeddings, labels and, where the data has them,
+    hidden subclasses of a whole split, in the loader's fixed order."""
+    captured, parts = [], {"inputs": [], "logits": [], "targets": [], "subclass": []}
     handle = dict(teacher.named_modules())[head_path].register_forward_pre_hook(
         lambda module, args: captured.append(args[0]))
     with torch.no_grad():
-        logits = torch.cat([teacher(chunk) for chunk in inputs.split(1000)])
+        for batch in datamodule.eval_loader(split):
+            parts["logits"].append(teacher(batch["inputs"]))
+            parts["targets"].append(batch["targets"])
+            if isinstance(batch["inputs"], torch.Tensor):
+                parts["inputs"].append(batch["inputs"].flatten(1))
+            if "subclass" in batch:
+                parts["subclass"].append(batch["subclass"])
     handle.remove()
-    return (inputs.flatten(1).numpy(), logits.numpy(), torch.cat(captured).numpy(), targets.numpy(),
-            subclass.numpy())
+    out = {name: torch.cat(values).numpy() for name, values in parts.items() if values}
+    return {**out, "embedding": torch.cat(captured).numpy()}
 
 
-def probe(train_x: np.ndarray, train_fine: np.ndarray, val_x: np.ndarray, val_fine: np.ndarray,
-          val_binary: np.ndarray) -> dict[str, float]:
+def probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+          groups: list[list[int]] | None = None, val_label: np.ndarray | None = None) -> dict[str, float]:
+    """Validation accuracy of a linear probe; with ``groups`` (the hidden classes of each label) also how often it
+    names the right hidden class among those of the example's own label."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(train_x, train_fine)
-    predicted = model.predict(val_x)
-    scores = model.predict_proba(val_x)
-    own = np.array([[c for c in range(10) if c % 2 == b] for b in val_binary])  # the five classes of its label
-    within = own[np.arange(len(own)), scores[np.arange(len(own))[:, None], own].argmax(axis=1)]
-    return {"10-class acc": float((predicted == val_fine).mean()), "within-class acc": float((within == val_fine)
-                                                                                              .mean())}
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(train_x, train_y)
+    result = {"acc": float((model.predict(val_x) == val_y).mean())}
+    if groups is not None:
+        scores = model.predict_proba(val_x)
+        column = {c: i for i, c in enumerate(model.classes_)}
+        own = np.array([[column[c] for c in groups[label]] for label in val_label])
+        pick = own[np.arange(len(own)), scores[np.arange(len(own))[:, None], own].argmax(axis=1)]
+        result["within-class acc"] = float((model.classes_[pick] == val_y).mean())
+    return result
+
+
+def top_share(null_space: np.ndarray, labels: np.ndarray, subclasses: int) -> float:
+    """Mean over classes of the within-class variance share of the top ``subclasses`` principal directions."""
+    shares = []
+    for c in np.unique(labels):
+        centred = null_space[labels == c] - null_space[labels == c].mean(axis=0)
+        variances = np.linalg.svd(centred, compute_uv=False) ** 2
+        shares.append(float(variances[:subclasses].sum() / variances.sum()))
+    return float(np.mean(shares))
 
 
 def main() -> None:
@@ -96,26 +120,40 @@ def run(args: argparse.Namespace) -> None:
     teacher = teachers[0]
 
     # -- premise ----------------------------------------------------------------------------------------------
-    train = embed(teacher, cfg.method.teacher_head, datamodule.splits["train"])
-    val = embed(teacher, cfg.method.teacher_head, datamodule.splits["val"])
+    train = embed(teacher, cfg.method.teacher_head, datamodule, "train")
+    val = embed(teacher, cfg.method.teacher_head, datamodule, "val")
     module = METHODS.get("lelp")(create_student(cfg, datamodule, None), teachers,
                                  MethodContext.of(datamodule, cfg.method, cfg.optim))
     head = module.teacher_head()
     from zoo.methods.lelp_projections import fit_subclass_map, null_space_projector
 
+    subclasses = int(cfg.method.subclasses)
     projector = null_space_projector(head.weight.detach()).float().numpy()
-    fitted = fit_subclass_map(torch.from_numpy(train[2]), torch.from_numpy(train[3]), head.weight.detach(),
-                              int(cfg.method.subclasses), str(cfg.method.directions), int(cfg.method.directions_seed))
+    fitted = fit_subclass_map(torch.from_numpy(train["embedding"]), torch.from_numpy(train["targets"]),
+                              head.weight.detach(), subclasses, str(cfg.method.directions),
+                              int(cfg.method.directions_seed))
 
     def lelp_features(part):
-        scores = fitted.scores(torch.from_numpy(part[2])).flatten(1).numpy()
-        return np.concatenate([part[1], scores], axis=1)
+        scores = fitted.scores(torch.from_numpy(part["embedding"])).flatten(1).numpy()
+        return np.concatenate([part["logits"], scores], axis=1)
 
-    views = {"pixels": lambda p: p[0], "teacher logits": lambda p: p[1], "embedding": lambda p: p[2],
-             "null space": lambda p: p[2] @ projector, "lelp targets": lelp_features}
-    premise = {name: probe(view(train), train[4] * 2 + train[3], view(val), val[4] * 2 + val[3], val[3])
-               for name, view in views.items()}
-    teacher_binary = float((val[1].argmax(axis=1) == val[3]).mean())
+    views = {"pixels": lambda p: p["inputs"], "teacher logits": lambda p: p["logits"],
+             "embedding": lambda p: p["embedding"], "null space": lambda p: p["embedding"] @ projector,
+             "lelp targets": lelp_features}
+    if "inputs" not in val:
+        del views["pixels"]
+    hidden = "subclass" in val
+    if hidden:  # the fine class of a parity label: subclass s of label b is class 2s + b
+        fine = {name: part["subclass"] * 2 + part["targets"] for name, part in (("train", train), ("val", val))}
+        groups = [[c for c in range(2 * (int(fine["train"].max()) // 2 + 1)) if c % 2 == b] for b in range(2)]
+        premise = {name: probe(view(train), fine["train"], view(val), fine["val"], groups, val["targets"])
+                   for name, view in views.items()}
+    else:
+        premise = {name: probe(view(train), train["targets"], view(val), val["targets"])
+                   for name, view in views.items()}
+    share = top_share(train["embedding"] @ projector, train["targets"], subclasses)
+    isotropic = subclasses / (train["embedding"].shape[1] - head.weight.shape[0])
+    teacher_acc = float((val["logits"].argmax(axis=1) == val["targets"]).mean())
 
     # -- cost: the one-off fit against one student epoch --------------------------------------------------------
     def lelp_module(cache):
@@ -135,18 +173,22 @@ def run(args: argparse.Namespace) -> None:
     one_epoch(lelp_module(make_teacher_cache(cfg, datamodule, teachers, infos)), timer)
     epoch_seconds = timer.seconds
 
-    print(f"\n{args.task}: teacher {infos[0].name} binary val acc {teacher_binary:.4f}; probes trained on the "
-          f"{len(train[0])} student training images, scored on {len(val[0])} validation images")
-    print(f"{'features':<16}{'dims':>6}{'10-class acc':>14}{'within-class acc':>18}")
+    target = "hidden classes" if hidden else "labels"
+    print(f"\n{args.task}: teacher {infos[0].name} val acc {teacher_acc:.4f}; probes for the {target}, trained on "
+          f"the {len(train['targets'])} student training examples, scored on {len(val['targets'])} validation ones")
+    columns = ["acc", "within-class acc"] if hidden else ["acc"]
+    print(f"{'features':<16}{'dims':>6}" + "".join(f"{column:>18}" for column in columns))
     for name, view in views.items():
-        print(f"{name:<16}{view(val).shape[1]:>6}{premise[name]['10-class acc']:>14.4f}"
-              f"{premise[name]['within-class acc']:>18.4f}")
-    print(f"\none-off fit (teacher over {len(datamodule.splits['train'])} images + projections): {fit_seconds:.2f} s;"
+        print(f"{name:<16}{view(val).shape[1]:>6}" + "".join(f"{premise[name][column]:>18.4f}" for column in columns))
+    print(f"top-S share of the within-class null-space variance (S={subclasses}): {share:.3f} "
+          f"(isotropic: {isotropic:.3f})")
+    print(f"\none-off fit (teacher over {len(datamodule.splits['train'])} examples + projections): {fit_seconds:.2f} s;"
           f" one lelp student epoch (warm cache): {epoch_seconds:.2f} s; ratio {fit_seconds / epoch_seconds:.2f}")
     print(f"torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps({
-            "task": args.task, "teacher_val_acc": teacher_binary, "probes": premise,
+            "task": args.task, "teacher_val_acc": teacher_acc, "probe_target": target, "probes": premise,
+            "top_s_share": share, "isotropic_share": isotropic,
             "fit_seconds": fit_seconds, "epoch_seconds": epoch_seconds, "threads": torch.get_num_threads(),
             "versions": package_versions(), "hardware": hardware()}, indent=2))
 

@@ -113,7 +113,7 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
     ``spec`` is the preprocess spec (``zoo.export.preprocess``), ``card`` the model card whose weights
     entry is filled here, ``weights`` a safetensors file to ship as is (else the model's state is saved).
     """
-    from zoo.weights import save_weights, sha256_file
+    from zoo.weights import save_weights
 
     profile = load_profile(profile) if isinstance(profile, str) else profile
     if profile.dynamic_sequence:
@@ -135,18 +135,27 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         else:
             save_weights(model, tmp / "student.safetensors")
         card = copy.deepcopy(card)
-        card.weights = WeightsSpec(urls=[(out / "student.safetensors").as_uri()],
-                                   sha256=sha256_file(tmp / "student.safetensors"),
-                                   size=(tmp / "student.safetensors").stat().st_size, format="safetensors")
-        parse_card(yaml.safe_load(card.to_yaml()), str(out / "card.yaml"))  # the card must read back valid
-        (tmp / "card.yaml").write_text(card.to_yaml(), encoding="utf-8")
-        files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-                 for name in ("model.onnx", "preprocess.json", "card.yaml", "student.safetensors")}
+        files = write_card(card, tmp, out, ("model.onnx", "preprocess.json"))
         report = export_report(card=card.name, source=source or {}, profile=profile.to_dict(), graph=graph,
                                parity=parity, files=files, seconds={"export": round(exported - started, 3),
                                                                     "check": round(checked - exported, 3)})
         write_json(tmp / "export.json", report)
     return ExportResult(out, report)
+
+
+def write_card(card: ModelCard, tmp: Path, out: Path, shipped: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Point ``card`` at the staged ``student.safetensors`` (as it will lie in ``out``), check that it reads back
+    valid and write it to ``tmp/card.yaml``; returns sha256 and size of the ``shipped`` files, the card and the
+    weights, for export.json."""
+    from zoo.weights import sha256_file
+
+    card.weights = WeightsSpec(urls=[(out / "student.safetensors").as_uri()],
+                               sha256=sha256_file(tmp / "student.safetensors"),
+                               size=(tmp / "student.safetensors").stat().st_size, format="safetensors")
+    parse_card(yaml.safe_load(card.to_yaml()), str(out / "card.yaml"))  # the card must read back valid
+    (tmp / "card.yaml").write_text(card.to_yaml(), encoding="utf-8")
+    return {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
+            for name in (*shipped, "card.yaml", "student.safetensors")}
 
 
 def run_card(loaded) -> tuple[ModelCard, dict[str, Any]]:

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from zoo.atomic import atomic_folder, write_json
@@ -112,9 +111,8 @@ def export_text_run(loaded, out: Path | None = None, profile: str | None = None,
     """Export the student of a finished text-classification run (``zoo.runs.load_run``), checked on its test
     split; ``out`` defaults to ``<run>/export/text``."""
     from zoo.archs.text import load_tokenizer
-    from zoo.cards import InputSpec, WeightsSpec, parse_card
-    from zoo.export.classifier import student_card
-    from zoo.weights import sha256_file
+    from zoo.cards import InputSpec
+    from zoo.export.classifier import student_card, write_card
 
     record, cfg, datamodule, run_dir = loaded.record, loaded.cfg, loaded.datamodule, loaded.run_dir
     if "test" not in datamodule.splits:
@@ -144,13 +142,7 @@ def export_text_run(loaded, out: Path | None = None, profile: str | None = None,
         write_json(tmp / SPEC_FILE, spec)
         shutil.copyfile(run_dir / "student.safetensors", tmp / "student.safetensors")
         card = student_card(loaded, InputSpec(shape=[], tokenizer=datamodule.vocabulary))
-        card.weights = WeightsSpec(urls=[(out / "student.safetensors").as_uri()],
-                                   sha256=sha256_file(tmp / "student.safetensors"),
-                                   size=(tmp / "student.safetensors").stat().st_size, format="safetensors")
-        parse_card(yaml.safe_load(card.to_yaml()), str(out / "card.yaml"))  # the card must read back valid
-        (tmp / "card.yaml").write_text(card.to_yaml(), encoding="utf-8")
-        files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-                 for name in ("model.onnx", SPEC_FILE, "card.yaml", "student.safetensors")}
+        files = write_card(card, tmp, out, ("model.onnx", SPEC_FILE))
         report = export_report(kind="text-classifier", card=card.name, source=source, graph=graph, parity=parity,
                                files=files, exporter=tolerance.exporter,
                                seconds={"export": round(exported - started, 3), "check": round(checked - exported, 3)})
