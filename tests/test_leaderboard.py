@@ -1,6 +1,9 @@
 """Leaderboards are generated from records and paper rows, deterministically."""
 
+import csv
+import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,11 +13,14 @@ from zoo import leaderboard
 from zoo.cli import main
 from zoo.errors import RecordError
 from zoo.paths import data_dir
-from zoo.records import read_record
+from zoo.records import ModelInfo, Record, read_record
 
 
 def test_committed_leaderboards_match_a_regeneration(tmp_path):
-    written = leaderboard.regenerate(tmp_path)
+    """Byte for byte, marked against the code commit the committed boards state (a later code commit changes
+    which rows are older, and a regeneration then says so; it does not make the committed boards wrong)."""
+    stated = leaderboard.stated_code_commit((data_dir("leaderboards") / "kd_fashion_mnist.md").read_text())
+    written = leaderboard.regenerate(tmp_path, code=stated)
     committed = sorted(p.name for p in data_dir("leaderboards").glob("*.*") if p.suffix in (".md", ".csv")
                        and p.name != "README.md")
     assert sorted(p.name for p in written) == committed
@@ -38,14 +44,13 @@ def test_add_reproduce_summary_then_regenerate(tmp_path, monkeypatch, runs, caps
     assert len(list((board / "records").glob("kd_digits__*.bench.json"))) == 2
     assert len([p for p in (board / "records").glob("kd_digits__*.json") if ".bench" not in p.name]) == 4
     text = (board / "kd_digits.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| measured")]
-    assert len(rows) == 3  # teacher, ce, kd
-    kd_row = next(r for r in rows if "| kd (" in r)
+    rows = [line for line in text.splitlines() if "| measured |" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| teacher", "| ce", "| kd"]  # named after the task's arms
+    kd_row = rows[2]
     ce_acc = json.loads(summary.read_text())["arms"]["ce"]["mean"]
     kd_acc = json.loads(summary.read_text())["arms"]["kd"]["mean"]
     assert f"{kd_acc - ce_acc:+.4f}" in kd_row and "| 2 |" in kd_row
-    ce_row = next(r for r in rows if "| ce |" in r)
-    assert "| 0.125 |" in ce_row and "0.125" not in kd_row  # ONNX latency from the bench records
+    assert "| 0.125 |" in rows[1] and "0.125" not in kd_row  # ONNX latency from the bench records
     first = text
     leaderboard.regenerate(board)
     assert (board / "kd_digits.md").read_text() == first  # deterministic
@@ -59,23 +64,102 @@ def test_bad_record_is_refused(tmp_path):
 
 
 def test_gain_is_measured_against_a_baseline_with_settings_and_ignored_settings_are_hidden():
-    """disco_mini's baseline arm is splade_ce, whose label carries settings: its rows still get a gain, and keys
-    splade_ce keeps only for disco's overrides (w_kd, ...) do not appear on its row."""
+    """disco_mini's baseline arm is ce (method splade_ce, whose label carries settings): its rows still get a gain,
+    and keys splade_ce keeps only for disco's overrides (w_kd, ...) do not appear in its settings."""
     records = [read_record(p) for p in sorted((data_dir("leaderboards") / "records").glob("disco_mini__*.json"))]
     assert leaderboard.baseline_of("disco_mini") == "splade_ce"  # the arm named ce runs method splade_ce
-    metric = leaderboard.headline_metric("disco_mini", records)
+    rows, metric = leaderboard.rows_of("disco_mini", records)
     assert metric == "test/mrr@10"  # the retrieval kind's headline
-    rows = leaderboard.measured_rows(records, leaderboard.baseline_of("disco_mini"), metric)
-    by_method = {row["method"].split(" ")[0]: row for row in rows if "untrained" not in row["method"]}
+    by_name = {row.variant: row for row in rows}
+    assert list(by_name) == ["teacher", "ce", "disco", "dense_zero_shot", "dense"]  # the task's arms, in order
     ce = [r.metrics[metric] for r in records if r.method == "splade_ce"]
     disco = [r.metrics[metric] for r in records if r.method == "disco"]
-    assert by_method["disco"]["gain"] == f"{sum(disco) / len(disco) - sum(ce) / len(ce):+.4f}"
-    assert by_method["splade_ce"]["gain"] == "" and "w_kd" not in by_method["splade_ce"]["method"]
-    assert "w_kd=0.99" in by_method["disco"]["method"]
-    assert by_method["dense_ce"]["gain"] == ""  # another student: nothing to compare with
+    assert leaderboard.gain_cell(by_name["disco"]) == f"{sum(disco) / len(disco) - sum(ce) / len(ce):+.4f}"
+    assert by_name["ce"].gain is None and "w_kd" not in by_name["ce"].settings
+    assert "w_kd=0.99" in by_name["disco"].settings
+    assert by_name["dense"].gain is None  # another student: nothing to compare with
+    # the two dense arms differ in keys outside the method block (the arms' own overrides), listed in the settings
+    assert "optim.lr=2e-05" in by_name["dense"].settings
+    assert "trainer.max_epochs=0" in by_name["dense_zero_shot"].settings
     # the dense baseline only trained on candidates the SPLADE teacher mined; disco distils from that teacher
-    assert by_method["dense_ce"]["teacher"] == "splade.minilm_small (mined the candidates only)"
-    assert by_method["disco"]["teacher"] == "splade.minilm_small"
+    assert by_name["dense"].teacher == "splade.minilm_small (mined the candidates only)"
+    assert by_name["disco"].teacher == "splade.minilm_small"
+
+
+def fake_record(run_id: str, method: dict, acc: float, seed: int = 0, commit: str | None = None) -> Record:
+    """A kd_digits record with only what a board reads."""
+    teachers = [ModelInfo("convnet.base", 94186, flops=2_000_000)] if method["name"] != "ce" else []
+    return Record(task="kd_digits", run_id=run_id, method=method["name"], seed=seed,
+                  student=ModelInfo("mlp.tiny", 2410, flops=4800), teachers=teachers,
+                  metrics={"test/acc": acc, "test/loss": 1 - acc, "val/acc": acc},
+                  teacher_metrics={"test/acc": 0.99} if teachers else {},
+                  config={"method": method, "trainer": {"max_epochs": 40}, "data": {"name": "digits"}},
+                  teacher_queries={"forward_passes": 12} if teachers else {}, wall_time_s={}, data={},
+                  git_commit=commit)
+
+
+def test_a_board_names_rows_by_arm_puts_the_headline_first_and_lists_settings_once():
+    """kd_digits' arms are ce and kd (alpha 0.9, T 4): runs of kd at other settings match no arm and are named
+    after their method, made unique; numbers by hand."""
+    kd = {"name": "kd", "alpha": 0.9, "temperature": 4.0}
+    records = [fake_record("r1", {"name": "ce"}, 0.90), fake_record("r2", {"name": "ce"}, 0.92, seed=1),
+               fake_record("r3", kd, 0.93), fake_record("r4", kd, 0.95, seed=1),
+               fake_record("r5", {"name": "kd", "alpha": 0.5, "temperature": 2.0}, 0.96)]
+    markdown, table = leaderboard.render("kd_digits", records, code=None)
+    lines = markdown.splitlines()
+    header = next(line for line in lines if line.startswith("| variant"))
+    assert header == ("| variant | source | test/acc | test/loss | gain over ce | seeds | teacher | student | student "
+                      "params | student MFLOPs | onnx latency ms | teacher forward passes | from |")
+    rows = [line for line in lines if line.startswith("| ") and line != header]
+    assert rows == [
+        "| teacher | measured | 0.9900 |  |  | 1 |  | convnet.base | 94,186 | 2 |  |  | runs at unknown |",
+        "| ce | measured | 0.9100 ± 0.0141 | 0.0900 ± 0.0141 |  | 2 | — | mlp.tiny | 2,410 | 0.0048 |  |  | "
+        "runs at unknown |",
+        "| kd | measured | 0.9400 ± 0.0141 | 0.0600 ± 0.0141 | +0.0300 | 2 | convnet.base | mlp.tiny | 2,410 | 0.0048 "
+        "|  | 12 | runs at unknown |",
+        "| kd#2 | measured | 0.9600 | 0.0400 | +0.0500 | 1 | convnet.base | mlp.tiny | 2,410 | 0.0048 |  | 12 | "
+        "runs at unknown |"]
+    assert "- `kd#2`: kd (alpha=0.5, temperature=2.0); runs r5" in lines
+    assert "- `kd`: kd (alpha=0.9, temperature=4.0); runs r3, r4" in lines
+    assert "code commit unknown" in markdown
+    parsed = list(csv.DictReader(io.StringIO(table)))
+    assert [row["variant"] for row in parsed] == ["teacher", "ce", "kd", "kd#2"]
+    assert list(parsed[0])[:6] == ["variant", "source", "test/acc", "test/acc std", "test/loss", "test/loss std"]
+    ce = parsed[1]
+    assert (ce["test/acc"], ce["test/acc std"], ce["student params"]) == ("0.9100", "0.0141", "2410")
+    assert parsed[2]["from"] == "record:r3 record:r4" and parsed[2]["gain over ce"] == "+0.0300"
+    assert parsed[3]["test/acc std"] == "" and parsed[3]["settings"] == "kd (alpha=0.5, temperature=2.0)"
+    assert leaderboard.render("kd_digits", records, code=None) == (markdown, table)  # same records, same bytes
+
+
+def test_paper_rows_sit_beside_measured_ones_and_say_where_they_come_from():
+    markdown, table = leaderboard.render("mealv2_imagenet", [], code=None)
+    rows = [line for line in markdown.splitlines() if "| paper |" in line]
+    assert len(rows) == 8 and rows[0].startswith("| meal_v2 | paper | 0.7319 |")
+    assert rows[0].endswith("| Shen & Savvides 2020, MEAL V2 README table |")
+    assert "| meal_v2 | paper | 0.6760 |" in markdown  # four decimals like the measured rows
+    assert "paper:Shen & Savvides 2020, MEAL V2 README table" in table
+
+
+def git_or_skip(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(data_dir("tasks").parent), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip("not a git checkout with history")
+    return done.stdout.strip()
+
+
+def test_rows_from_runs_before_the_code_commit_are_marked():
+    head, parent = git_or_skip("rev-parse", "HEAD"), git_or_skip("rev-parse", "HEAD~1")
+    assert leaderboard.is_older(parent, head) and not leaderboard.is_older(head, head)
+    assert leaderboard.is_older(None, head) and not leaderboard.is_older(parent, None)
+    records = [fake_record("r1", {"name": "ce"}, 0.90, commit=head),
+               fake_record("r2", {"name": "kd", "alpha": 0.9, "temperature": 4.0}, 0.93, commit=parent)]
+    markdown, table = leaderboard.render("kd_digits", records, code=head[:12])
+    assert leaderboard.stated_code_commit(markdown) == head[:12]
+    rows = {line.split(" | ")[0]: line for line in markdown.splitlines() if "| measured |" in line}
+    assert rows["| ce"].endswith(f"runs at {head[:7]} |")
+    assert rows["| kd"].endswith(f"runs at {parent[:7]} {leaderboard.OLDER} |")
+    assert [row["older than code"] for row in csv.DictReader(io.StringIO(table))] == ["yes", "no", "yes"]
 
 
 def test_a_smoke_run_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):

@@ -1,16 +1,32 @@
 """Leaderboards: leaderboards/<task>.md and .csv, generated, never edited by hand.
 
 Measured rows come from the run records in leaderboards/records/*.json (put
-there by ``zoo leaderboard add=<run folder or reproduce summary>``); runs of the
-same task, method settings, teachers and student are one row, with each metric's
-mean ± sample std over their seeds. A run benched with ``zoo bench run=...`` before
-it was added brings its bench record along (<task>__<run-id>.bench.json), which
-fills the ONNX latency column. Paper rows come from the ``paper:`` block of
-the task's YAML and say so. Output is deterministic: same records, same bytes.
-The gain column compares with the task's baseline arm (``reproduce.baseline``)
-on the headline metric of the task's kind (``zoo.kinds``: test/acc, test/map, ...).
+there by ``zoo leaderboard add=<run folder or reproduce summary>``). Runs of the
+same task, arm, method settings, teachers and student are one row, a *variant*,
+with each metric's mean ± sample std over their seeds. A variant is named after
+the ``reproduce.arms`` entry its runs match (``kd_t2``, ``alone``, ``dense_zero_shot``;
+see ``matches``), else after its method (``clockdistill``, ``dense_ce_untrained``), with
+``#2``, ``#3`` added where a name repeats; its full settings and records are listed once,
+below the table. A run benched with ``zoo bench run=...`` before it was added brings its
+bench record along (<task>__<run-id>.bench.json), which fills the ONNX latency column.
+Paper rows come from the ``paper:`` block of the task's YAML and say so.
 
-A paper row in a task YAML looks like:
+Columns: variant, source (measured or paper), then one column per metric of the test
+split, the task kind's headline metric first (``zoo.kinds``: test/acc, test/map, ...), the
+gain over the task's baseline arm (``reproduce.baseline``) on that metric, and the cost
+columns. In the .md a metric cell is ``mean ± std``; the .csv, for machines, gives each
+metric as two columns, ``<metric>`` (the mean, or the paper's number as quoted) and
+``<metric> std``, plain integers for sizes, and the settings, commits and record ids in
+their own columns.
+
+Rows from older code are marked (†): a row's records were made at a commit that does not
+contain the *code commit*, the last commit that changed zoo/, tasks/ or pyproject.toml
+(so today's code may give other numbers; ``zoo reproduce`` says whether it does). The
+code commit is written in the board's header, so a board depends on the records, the
+task YAMLs and that one commit only: committing regenerated boards, which touches only
+leaderboards/, does not change it. Output is deterministic: same inputs, same bytes.
+
+A paper row in a task YAML looks like (``name`` is optional; the method by default):
 
     paper:
       - {method: meal_v2, teacher: "senet154 + resnet152_v1s", student: resnet50,
@@ -20,9 +36,12 @@ A paper row in a task YAML looks like:
 import csv
 import io
 import json
+import re
 import shutil
 import statistics
+import subprocess
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +52,11 @@ from zoo.errors import ConfigError, RecordError
 from zoo.paths import data_dir
 from zoo.records import Record, read_record
 
-GAIN = "gain"  # the gain column's key in a row; its header names the baseline ("gain over ce")
-COLUMNS = ("source", "method", "teacher", "student", "student params", "student MFLOPs", "seeds", "metrics",
-           GAIN, "onnx latency ms", "teacher forward passes", "from")
+CODE_PATHS = ("zoo", "tasks", "pyproject.toml")  # what makes the numbers; a change here makes older rows †
+OLDER = "†"
+FROM_GIT = "from git"  # regenerate's default: the code commit of this checkout
+COST_COLUMNS = ("seeds", "teacher", "student", "student params", "student MFLOPs", "onnx latency ms",
+                "teacher forward passes")
 
 
 def records_dir() -> Path:
@@ -80,6 +101,9 @@ def onnx_latency_ms(task: str, run_id: str) -> float | None:
     return rows[0]["ort"]["p50_ms"] if rows else None
 
 
+# --- what a record's method is and was taught by ---------------------------------------------------------------
+
+
 def declared(method: str, attribute: str, default: Any) -> Any:
     """A class attribute the method declares for leaderboards, or ``default``, also for a record of a method this
     version no longer has."""
@@ -98,6 +122,17 @@ def ignored_settings(method: str) -> frozenset[str]:
     return frozenset(declared(method, "ignored_settings", ()))
 
 
+def method_settings(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The method block of a config without its name and the keys the method ignores, sorted by key."""
+    hidden = {"name", *ignored_settings(method)}
+    return {k: v for k, v in sorted(config.get("method", {}).items()) if k not in hidden}
+
+
+def untrained(config: dict[str, Any]) -> bool:
+    """Evaluated as it started (trainer.max_epochs=0), e.g. a zero-shot reference arm."""
+    return config.get("trainer", {}).get("max_epochs") == 0
+
+
 def teacher_label(record: Record) -> str:
     """The teachers of a record, with what the method used them for where it says (``teacher_use``): a dense
     baseline only trains on candidates its SPLADE teacher mined, and should not read as distilled from it."""
@@ -110,37 +145,96 @@ def teacher_label(record: Record) -> str:
 
 def method_label(record: Record) -> str:
     """The method and its settings, so that differently tuned runs are different rows."""
-    hidden = {"name", *ignored_settings(record.method)}
-    settings = {k: v for k, v in sorted(record.config.get("method", {}).items()) if k not in hidden}
+    settings = method_settings(record.method, record.config)
     label = record.method + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
-    if record.config.get("trainer", {}).get("max_epochs") == 0:  # evaluated as it started, e.g. a zero-shot arm
+    if untrained(record.config):
         label += " untrained (trainer.max_epochs=0)"
     return label
 
 
-def _mflops(flops: int | None) -> str:
-    return f"{flops / 1e6:.3g}" if flops else ""
+# --- the task: its YAML, arms, baseline and headline metric ---------------------------------------------------
 
 
-def _fmt(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {std:.4f}"
+def task_yaml(task: str) -> dict[str, Any] | None:
+    """The task's YAML as written (no composition), or None for a task this version no longer has."""
+    path = data_dir("tasks") / f"{task}.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+
+
+@dataclass
+class Arm:
+    """One ``reproduce.arms`` entry and the config it composes to (without any user override)."""
+    name: str
+    own: list[str]           # the arm's own overrides
+    config: dict[str, Any]   # resolved
+
+
+def arms_of(task: str) -> list[Arm]:
+    from zoo.config import compose
+    from zoo.reproduce import arm_overrides, arm_spec
+
+    raw = task_yaml(task)
+    entries = ((raw or {}).get("reproduce") or {}).get("arms") or []
+    arms = []
+    for name, method, own, _ in map(arm_spec, entries):
+        config = compose(task, arm_overrides(method, []) + own)
+        arms.append(Arm(name, own, OmegaConf.to_container(config, resolve=True)))
+    return arms
+
+
+def defining_keys(arms: list[Arm]) -> list[str]:
+    """The keys outside ``method`` that some arm of the task sets itself (teacher.arch, optim.lr, ...): runs that
+    differ there are different variants, even with equal method settings."""
+    from zoo.config import split_override
+
+    keys = {split_override(text)[0].lstrip("+") for arm in arms for text in arm.own}
+    return sorted(key for key in keys if key != "method" and not key.startswith("method."))
+
+
+_MISSING = object()
+
+
+def select(config: dict[str, Any], key: str) -> Any:
+    """The value at a dotted key of a plain config dict, or _MISSING."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def matches(record: Record, arm: Arm, keys: list[str]) -> bool:
+    """Whether a record is a run of this arm: the same method, equal method settings on every key both have (a
+    key added to a method since keeps old records matching), the same value at each of the task's arm-defining
+    keys the record has, and trained or not alike."""
+    if record.method != arm.config["method"]["name"] or untrained(record.config) != untrained(arm.config):
+        return False
+    mine, theirs = method_settings(record.method, record.config), method_settings(record.method, arm.config)
+    if any(mine[k] != theirs[k] for k in mine.keys() & theirs.keys()):
+        return False
+    return all(select(record.config, k) in (_MISSING, select(arm.config, k)) for k in keys)
+
+
+def baseline_arm(task: str) -> str | None:
+    """The name of the task's ``reproduce.baseline`` arm, which the gain column compares with; None for records
+    of a task this version no longer has."""
+    raw = task_yaml(task)
+    if raw is None:
+        return None
+    reproduce = raw.get("reproduce") or {}
+    if "baseline" not in reproduce:
+        raise ConfigError(f"tasks/{task}.yaml: reproduce.baseline is not set",
+                          "name the arm every gain is measured against")
+    return str(reproduce["baseline"])
 
 
 def baseline_of(task: str) -> str | None:
-    """The method of the task's ``reproduce.baseline`` arm, which the gain column compares with; None for records
-    of a task this version no longer has."""
-    path = data_dir("tasks") / f"{task}.yaml"
-    if not path.is_file():
-        return None
-    reproduce = OmegaConf.to_container(OmegaConf.load(path)).get("reproduce") or {}
-    if "baseline" not in reproduce:
-        raise ConfigError(f"{path}: reproduce.baseline is not set", "name the arm every gain is measured against")
-    baseline = str(reproduce["baseline"])
-    for arm in reproduce.get("arms") or []:
+    """The method the baseline arm runs (``ce`` for disco_mini's arm ce is ``splade_ce``)."""
+    baseline = baseline_arm(task)
+    for arm in ((task_yaml(task) or {}).get("reproduce") or {}).get("arms") or []:
         if isinstance(arm, dict) and arm.get("name", arm.get("method")) == baseline:
-            baseline = str(arm["method"])
+            return str(arm["method"])
     return baseline
 
 
@@ -155,88 +249,284 @@ def headline_metric(task: str, records: list[Record]) -> str:
     return kind_of(DATASETS.get(str(data))).headline_metric
 
 
-def teacher_rows(records: list[Record]) -> list[dict[str, str]]:
+# --- rows -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of a board: a measured variant, a teacher, or a paper's number."""
+    variant: str
+    source: str                                  # measured | paper
+    metrics: dict[str, list[float]]              # metric -> one value per seed (a paper: the one it quotes)
+    teacher: str
+    student: str
+    params: int | None
+    flops: int | None
+    settings: str                                # method and settings, listed once below the table
+    records: list[Record] = field(default_factory=list)
+    arm: str | None = None                       # the reproduce arm its records match
+    method: str = ""
+    citation: str = ""                           # paper rows
+    gain: float | None = None
+    latency_ms: float | None = None
+    passes: float | None = None                  # teacher forward passes, mean over seeds
+
+    def mean(self, metric: str) -> float | None:
+        values = self.metrics.get(metric, [])
+        return statistics.fmean(values) if values and len(values) == max(len(self.records), 1) else None
+
+    def std(self, metric: str) -> float | None:
+        values = self.metrics.get(metric, [])
+        return statistics.stdev(values) if len(values) > 1 else None
+
+
+def teacher_rows(records: list[Record]) -> list[Row]:
     """The teachers themselves, as evaluated on the same test split inside the students' runs."""
     seen: dict[str, Record] = {}
     for record in records:
         if record.teachers and record.teacher_metrics:
             seen.setdefault(" + ".join(t.name for t in record.teachers), record)
-    return [{"source": "measured", "method": "teacher", "teacher": "", "student": name,
-             "student params": f"{sum(t.params for t in record.teachers):,}",
-             "student MFLOPs": _mflops(sum(t.flops or 0 for t in record.teachers)), "seeds": "1",
-             "metrics": "; ".join(f"{k} {v:.4f}" for k, v in sorted(record.teacher_metrics.items())
-                                  if k.startswith("test/")),
-             GAIN: "", "onnx latency ms": "", "teacher forward passes": "",
-             "from": f"record:{record.run_id}"} for name, record in sorted(seen.items())]
+    return [Row("teacher", "measured", {k: [v] for k, v in record.teacher_metrics.items() if k.startswith("test/")},
+                "", name, sum(t.params for t in record.teachers), sum(t.flops or 0 for t in record.teachers) or None,
+                "the teacher, evaluated inside the run of a student", [record])
+            for name, record in sorted(seen.items())]
 
 
-def measured_rows(records: list[Record], baseline: str | None, metric: str) -> list[dict[str, str]]:
+def extra_settings(record: Record, keys: list[str]) -> str:
+    """The record's values at the task's arm-defining keys, e.g. ``optim.lr=2e-05, student.arch=dense.minilm``;
+    no teacher.* key for a run without a teacher (a ce run's config still names the task's teacher)."""
+    keys = [k for k in keys if record.teachers or not k.startswith("teacher.")]
+    found = [(k, select(record.config, k)) for k in keys]
+    return ", ".join(f"{k}={v}" for k, v in found if v is not _MISSING)
+
+
+def variants(task: str, records: list[Record]) -> list[Row]:
+    """The measured rows: records grouped by arm, method settings, teachers and student, in the order of the
+    task's arms (then the unmatched ones by name), each named after its arm or, failing one, its method."""
+    arms = arms_of(task) if task_yaml(task) is not None else []
+    keys = defining_keys(arms)
+    order = {arm.name: i for i, arm in enumerate(arms)}
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
-        teacher = teacher_label(record)
-        groups[(method_label(record), teacher, record.student.name)].append(record)
-    # The baseline row of each student: the group of the baseline method (whatever its settings), when there is
-    # exactly one (differently tuned baselines of one student would make the gain ambiguous).
-    baselines: dict[str, list[list[Record]]] = defaultdict(list)
-    for (_, _, student), group in groups.items():
-        if group[0].method == baseline:
-            baselines[student].append(group)
-    baseline_means = {student: statistics.fmean(r.metrics[metric] for r in found[0])
-                      for student, found in baselines.items() if len(found) == 1}
-    rows = []
-    for (label, teacher, student), group in sorted(groups.items()):
-        names = sorted({k for r in group for k in r.metrics if k.startswith("test/")})
-        metrics = "; ".join(f"{k} {_fmt([r.metrics[k] for r in group if k in r.metrics])}" for k in names)
-        values = [r.metrics[metric] for r in group if metric in r.metrics]
-        mean = statistics.fmean(values) if len(values) == len(group) else None
-        is_baseline = group[0].method == baseline
-        gain = ("" if is_baseline or mean is None or student not in baseline_means
-                else f"{mean - baseline_means[student]:+.4f}")
+        arm = next((a.name for a in arms if matches(record, a, keys)), None)
+        name = arm or record.method + ("_untrained" if untrained(record.config) else "")
+        settings = "; ".join(s for s in (method_label(record), extra_settings(record, keys)) if s)
+        key = (arm is None, order.get(arm, 0), name, settings, teacher_label(record), record.student.name)
+        groups[key].append(record)
+    rows, seen = [], defaultdict(int)
+    for (unmatched, _, name, settings, teacher, student), group in sorted(groups.items()):
+        seen[name] += 1
+        first = group[0]
         passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
         latency = [ms for r in group if (ms := onnx_latency_ms(r.task, r.run_id)) is not None]
-        rows.append({"source": "measured", "method": label, "teacher": teacher, "student": student,
-                     "student params": f"{group[0].student.params:,}",
-                     "student MFLOPs": _mflops(group[0].student.flops), "seeds": str(len(group)),
-                     "metrics": metrics, GAIN: gain,
-                     "onnx latency ms": f"{statistics.fmean(latency):.3f}" if latency else "",
-                     "teacher forward passes": f"{passes:.0f}" if teacher != "—" else "",
-                     "from": " ".join(sorted(f"record:{r.run_id}" for r in group))})
+        metrics = {k: [r.metrics[k] for r in group if k in r.metrics]
+                   for k in sorted({k for r in group for k in r.metrics if k.startswith("test/")})}
+        rows.append(Row(name if seen[name] == 1 else f"{name}#{seen[name]}", "measured", metrics, teacher, student,
+                        first.student.params, first.student.flops, settings, group,
+                        arm=None if unmatched else name, method=first.method,
+                        latency_ms=statistics.fmean(latency) if latency else None,
+                        passes=passes if teacher != "—" else None))
     return rows
 
 
-def paper_rows(task: str) -> list[dict[str, str]]:
-    path = data_dir("tasks") / f"{task}.yaml"
-    if not path.is_file():
-        return []
+def add_gains(rows: list[Row], baseline: str | None, baseline_method: str | None, metric: str) -> None:
+    """Each measured row's gain in mean ``metric`` over the baseline row of the same student: the row of the
+    baseline arm, else (records that match no arm) of the baseline's method; none where a student has several."""
+    base = [r for r in rows if r.arm is not None and r.arm == baseline]
+    if not base:
+        base = [r for r in rows if r.arm is None and r.method == baseline_method]
+    by_student: dict[str, list[Row]] = defaultdict(list)
+    for row in base:
+        by_student[row.student].append(row)
+    for row in rows:
+        found = by_student.get(row.student, [])
+        mean = row.mean(metric)
+        if len(found) == 1 and row is not found[0] and mean is not None and found[0].mean(metric) is not None:
+            row.gain = mean - found[0].mean(metric)
+
+
+def paper_rows(task: str) -> list[Row]:
     rows = []
-    for entry in OmegaConf.to_container(OmegaConf.load(path)).get("paper") or []:
-        metrics = "; ".join(f"{k} {v}" for k, v in sorted(entry.get("metrics", {}).items()))
-        params = entry.get("params")
-        rows.append({"source": "paper", "method": str(entry["method"]), "teacher": str(entry.get("teacher", "")),
-                     "student": str(entry["student"]), "student params": f"{params:,}" if params else "",
-                     "student MFLOPs": str(entry.get("mflops", "")),
-                     "seeds": "", "metrics": metrics, GAIN: "", "onnx latency ms": "",
-                     "teacher forward passes": "", "from": f"paper:{entry['source']}"})
+    for entry in (task_yaml(task) or {}).get("paper") or []:
+        rows.append(Row(str(entry.get("name", entry["method"])), "paper",
+                        {k: [v] for k, v in sorted(entry.get("metrics", {}).items())},
+                        str(entry.get("teacher", "")), str(entry["student"]), entry.get("params"),
+                        int(entry["mflops"] * 1e6) if entry.get("mflops") else None, str(entry["method"]),
+                        method=str(entry["method"]), citation=str(entry["source"])))
     return rows
 
 
-def render(task: str, rows: list[dict[str, str]], metric: str) -> tuple[str, str]:
-    baseline = baseline_of(task) or "baseline"
-    header = [f"gain over {baseline}" if c == GAIN else c for c in COLUMNS]
-    table = [[row[c] for c in COLUMNS] for row in rows]
+# --- code commit: which rows come from older code ------------------------------------------------------------
+
+
+def _git(*args: str) -> subprocess.CompletedProcess | None:
+    """git in the zoo's own checkout; None where the zoo is installed, not checked out."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists() or not (root / "pyproject.toml").is_file():
+        return None
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def code_commit() -> str | None:
+    """The last commit that changed the code and configs that make the numbers (CODE_PATHS); None outside a git
+    checkout (an installed zoo), where no row is marked."""
+    done = _git("log", "-1", "--format=%H", "--", *CODE_PATHS)
+    if done is None or done.returncode != 0:
+        return None
+    return done.stdout.strip()[:12] or None
+
+
+def is_older(commit: str | None, code: str | None) -> bool:
+    """Whether a record made at ``commit`` predates the code commit: the code commit is not among its ancestors
+    (or the record's commit is unknown here). Never, when there is no code commit to compare with."""
+    if code is None:
+        return False
+    if commit is None:
+        return True
+    done = _git("merge-base", "--is-ancestor", code, commit)
+    return done is None or done.returncode != 0
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+def metric_names(rows: list[Row], metric: str) -> list[str]:
+    """Every metric some row reports, the headline first."""
+    names = sorted({k for row in rows for k in row.metrics} - {metric})
+    return [metric, *names]
+
+
+def _mflops(flops: int | None) -> str:
+    return f"{flops / 1e6:.3g}" if flops else ""
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def quoted(value: float) -> str:
+    """A paper's number with four decimals like the measured ones, or all of its own if it has more."""
+    return _number(value) if round(value, 4) == value else str(value)
+
+
+def metric_cell(row: Row, metric: str) -> str:
+    values = row.metrics.get(metric)
+    if not values:
+        return ""
+    if row.source == "paper":
+        return quoted(values[0])
+    mean, std = statistics.fmean(values), row.std(metric)
+    return _number(mean) if std is None else f"{_number(mean)} ± {_number(std)}"
+
+
+def commits_of(row: Row) -> list[str]:
+    return sorted({(r.git_commit or "unknown")[:7] for r in row.records})
+
+
+def from_cell(row: Row, older: bool) -> str:
+    if row.source == "paper":
+        return row.citation
+    return "runs at " + ", ".join(commits_of(row)) + (f" {OLDER}" if older else "")
+
+
+def cost_cells(row: Row, thousands: str) -> list[str]:
+    params = "" if row.params is None else format(row.params, thousands)
+    return ["" if row.source == "paper" else str(len(row.records)), row.teacher, row.student, params,
+            _mflops(row.flops), "" if row.latency_ms is None else f"{row.latency_ms:.3f}",
+            "" if row.passes is None else f"{row.passes:.0f}"]
+
+
+def gain_cell(row: Row) -> str:
+    return "" if row.gain is None else f"{row.gain:+.4f}"
+
+
+def render_csv(rows: list[Row], metrics: list[str], gain_header: str, older: dict[int, bool]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(table)
+    writer.writerow(["variant", "source", *(h for m in metrics for h in (m, f"{m} std")), gain_header,
+                     *COST_COLUMNS, "settings", "commits", "older than code", "from"])
+    for i, row in enumerate(rows):
+        values = []
+        for m in metrics:
+            mean, std = row.mean(m), row.std(m)
+            if row.source == "paper":
+                values.append(quoted(row.metrics[m][0]) if m in row.metrics else "")
+            else:
+                values.append("" if mean is None else _number(mean))
+            values.append("" if std is None else _number(std))
+        ids = " ".join(sorted(f"record:{r.run_id}" for r in row.records))
+        writer.writerow([row.variant, row.source, *values, gain_cell(row), *cost_cells(row, ""), row.settings,
+                         " ".join(commits_of(row)) if row.records else "",
+                         ("yes" if older[i] else "no") if row.records else "",
+                         ids if row.records else f"paper:{row.citation}"])
+    return out.getvalue()
+
+
+def notes(rows: list[Row]) -> list[str]:
+    """The list under the table: each measured variant's full settings and records, each paper row's source."""
+    lines = ["Settings and records of each row:", ""]
+    for row in rows:
+        if row.source == "paper":
+            lines.append(f"- `{row.variant}` (paper, {row.student}): {row.citation}")
+        elif row.variant == "teacher":
+            lines.append(f"- `teacher` {row.student}: evaluated in run {row.records[0].run_id}")
+        else:
+            ids = ", ".join(sorted(r.run_id for r in row.records))
+            lines.append(f"- `{row.variant}`: {row.settings}; runs {ids}")
+    return lines
+
+
+def render_markdown(task: str, rows: list[Row], metrics: list[str], gain_header: str, older: dict[int, bool],
+                    code: str | None) -> str:
+    baseline = baseline_arm(task) or "baseline"
+    stamp = "code commit unknown (not a git checkout)"
+    if code:
+        stamp = (f"code commit `{code}`, the last commit that changed zoo/, tasks/ or pyproject.toml when this board "
+                 f"was generated. {OLDER} on a row: its runs were made before that commit, so today's code may give "
+                 f"other numbers (`zoo reproduce task={task}` judges)")
+    header = ["variant", "source", *metrics, gain_header, *COST_COLUMNS, "from"]
     lines = [f"# {task}", "",
-             "Generated by `zoo leaderboard` from leaderboards/records/ and the task's `paper:` block; "
-             f"do not edit. Metrics: mean ± sample std over seeds (measured rows); gain over {baseline}: "
-             f"difference in mean {metric} from the `{baseline}` student of the same arch; MFLOPs: forward "
-             "FLOPs per sample (torch FlopCounterMode); the teacher row gives the teacher's own size; "
-             "onnx latency: onnxruntime p50 at batch 1 from `zoo bench` (CPU, see the run's bench record).", "",
+             "Generated by `zoo leaderboard` from leaderboards/records/ and the task's `paper:` block; do not edit. "
+             "A measured row is one variant (its `reproduce.arms` name, else its method) over seeds: mean ± sample "
+             f"std of each test metric; paper rows quote the paper. {gain_header}: difference in mean {metrics[0]} "
+             f"from the `{baseline}` row of the same student. MFLOPs: forward FLOPs per sample (torch "
+             "FlopCounterMode); the teacher row gives the teacher's own size; onnx latency: onnxruntime p50 at "
+             "batch 1 from `zoo bench` (CPU, see the run's bench record).", "",
+             f"From: {stamp}.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(values) + " |" for values in table]
-    return "\n".join(lines) + "\n", out.getvalue()
+    for i, row in enumerate(rows):
+        cells = [row.variant, row.source, *(metric_cell(row, m) for m in metrics), gain_cell(row),
+                 *cost_cells(row, ","), from_cell(row, older[i])]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines + [""] + notes(rows)) + "\n"
+
+
+def rows_of(task: str, records: list[Record]) -> tuple[list[Row], str]:
+    """Every row of a task's board, in order (teachers, measured variants, paper), and its headline metric."""
+    metric = headline_metric(task, records)
+    measured = variants(task, records)
+    add_gains(measured, baseline_arm(task), baseline_of(task), metric)
+    return teacher_rows(records) + measured + paper_rows(task), metric
+
+
+def render(task: str, records: list[Record], code: str | None) -> tuple[str, str]:
+    rows, metric = rows_of(task, records)
+    metrics = metric_names(rows, metric)
+    gain_header = f"gain over {baseline_arm(task) or 'baseline'}"
+    commits = {r.git_commit for row in rows for r in row.records}
+    older_commit = {c: is_older(c, code) for c in sorted(commits, key=str)}
+    older = {i: any(older_commit[r.git_commit] for r in row.records) for i, row in enumerate(rows)}
+    return (render_markdown(task, rows, metrics, gain_header, older, code),
+            render_csv(rows, metrics, gain_header, older))
+
+
+def stated_code_commit(markdown: str) -> str | None:
+    """The code commit a generated board states in its header (to regenerate it as it was)."""
+    found = re.search(r"^From: code commit `([0-9a-f]+)`", markdown, re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def load_records() -> dict[str, list[Record]]:
@@ -251,18 +541,18 @@ def load_records() -> dict[str, list[Record]]:
     return by_task
 
 
-def regenerate(out_dir: Path | None = None) -> list[Path]:
-    """Write <task>.md and <task>.csv for every task with records or paper rows; returns the paths."""
+def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list[Path]:
+    """Write <task>.md and <task>.csv for every task with records or paper rows; returns the paths. ``code`` is
+    the code commit older rows are marked against: by default the checkout's (``code_commit``); a test gives the
+    one a committed board states, to regenerate it as it was."""
     from zoo.config import task_names
 
+    code = code_commit() if code == FROM_GIT else code
     out_dir = Path(out_dir) if out_dir else data_dir("leaderboards")
     by_task = load_records()
     written = []
     for task in sorted(set(by_task) | {t for t in task_names() if paper_rows(t)}):
-        records = by_task.get(task, [])
-        metric = headline_metric(task, records)
-        rows = teacher_rows(records) + measured_rows(records, baseline_of(task), metric) + paper_rows(task)
-        markdown, table = render(task, rows, metric)
+        markdown, table = render(task, by_task.get(task, []), code)
         for suffix, text in ((".md", markdown), (".csv", table)):
             atomic_write_text(out_dir / f"{task}{suffix}", text)
             written.append(out_dir / f"{task}{suffix}")

@@ -8,13 +8,21 @@ arm's own overrides define it, so they win over the user's (with a note), and ``
 marks an arm that does not depend on the seed (an untrained reference): it runs once.
 The result gives mean ± sample std per arm of the task kind's headline metric (``zoo.kinds``: test/acc,
 test/map, test/mrr@10) and the gain over the baseline arm the task names (``reproduce.baseline``: ``ce``, or e.g.
-``alone`` for a detector trained alone); ``reproduce.expected`` ranges turn it into OK / FAIL. Printing the table
-is the command's job (``zoo.commands.reproduce``).
+``alone`` for a detector trained alone). Printing the table is the command's job (``zoo.commands.reproduce``).
+
+Each arm gets a verdict against the task's own leaderboard, graded as pyserini grades its two-click
+reproductions: OK when the mean lands within the board row's spread (its mean ± its sample std over seeds),
+OKish within ``reproduce.tolerance`` (an absolute difference on the headline metric that the task states), FAIL
+beyond both. The board row is the arm's row of ``leaderboards/<task>.md`` (``zoo.leaderboard.variants``), and
+only if its runs had this reproduction's config but for the seed and where runs and data live (``IGNORED``): a
+reproduction with other epochs is no check of the board. Where there is no such row (a task not on a board yet,
+a changed recipe, quick overrides), the arm falls back to ``reproduce.expected``'s [low, high] range for its mean
+(OK or FAIL), and without one it has no verdict.
 """
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +33,59 @@ from zoo.config import compose, group_options, split_override
 from zoo.errors import ConfigError, did_you_mean
 from zoo.records import now_iso
 
+# Config keys that do not change what a run measures: a board row made with other values still applies.
+IGNORED = ("seed", "task", "run", "reproduce", "paper", "data.root", "data.num_workers", "trainer.enable_progress_bar",
+           "trainer.log_every_n_steps")
+EPS = 1e-9  # a difference equal to the spread or tolerance as printed is within it, whatever the float rounding
+
+
+@dataclass
+class Reference:
+    """An arm's row on the task's leaderboard: what a reproduction of the arm is judged against."""
+    mean: float
+    std: float                    # sample std over the board's seeds (0 for one seed)
+    seeds: int
+    commits: list[str]            # the commits its runs were made at
+
+
+def grade(mean: float, reference: Reference, tolerance: float | None) -> str:
+    """OK within the board's spread, OKish within the task's tolerance, FAIL beyond both (pyserini's grades)."""
+    difference = abs(mean - reference.mean)
+    if difference <= reference.std + EPS:
+        return "OK"
+    if tolerance is not None and difference <= tolerance + EPS:
+        return "OKish"
+    return "FAIL"
+
 
 @dataclass
 class ArmResult:
     name: str
     values: list[float]           # the metric of each run, in seed order
-    expected: list[float] | None  # [low, high] for the mean, from reproduce.expected
+    expected: list[float] | None  # [low, high] for the mean, from reproduce.expected (the fallback)
     mean: float
     std: float
+    reference: Reference | None = None   # the board's row, when it is comparable
+    tolerance: float | None = None       # reproduce.tolerance
+
+    @property
+    def judged_by(self) -> str | None:
+        """board, expected, or None (no verdict)."""
+        if self.reference is not None:
+            return "board"
+        return "expected" if self.expected is not None else None
+
+    @property
+    def verdict(self) -> str:
+        if self.reference is not None:
+            return grade(self.mean, self.reference, self.tolerance)
+        if self.expected is not None:
+            return "OK" if self.expected[0] <= self.mean <= self.expected[1] else "FAIL"
+        return "—"
 
     @property
     def ok(self) -> bool:
-        return self.expected is None or self.expected[0] <= self.mean <= self.expected[1]
+        return self.verdict != "FAIL"
 
 
 @dataclass
@@ -49,6 +98,7 @@ class ReproduceResult:
     teachers: dict[str, float]     # teacher set -> its metric (an arm may use one teacher of an ensemble)
     records: list[str]             # every run's record.json
     summary: Path                  # the JSON summary written under run.root
+    tolerance: float | None = None  # reproduce.tolerance, for OKish
 
     @property
     def all_ok(self) -> bool:
@@ -102,6 +152,60 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def tolerance_of(reproduce_block: Any) -> float | None:
+    """``reproduce.tolerance``: None (not stated, no OKish) or a number at least 0."""
+    value = reproduce_block.get("tolerance")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+        raise ConfigError(f"reproduce.tolerance must be a number at least 0, got {value!r}",
+                          "the largest difference from the board's mean still graded OKish, e.g. 0.003")
+    return None if value is None else float(value)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted key: leaf value}; lists are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differences(mine: dict[str, Any], theirs: dict[str, Any], ignored: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """(key, mine, theirs) where two resolved configs disagree, on the keys both have (a key added since the
+    older run was made is no difference) and outside ``ignored`` (keys or their prefixes)."""
+    a, b = flatten(mine), flatten(theirs)
+    skip = [(key, key + ".") for key in ignored]
+    return [(k, a[k], b[k]) for k in sorted(a.keys() & b.keys())
+            if a[k] != b[k] and not any(k == key or k.startswith(dotted) for key, dotted in skip)]
+
+
+def board_references(task: str, configs: dict[str, dict[str, Any]], metric: str, say=print) -> dict[str, Reference]:
+    """The board row of each arm whose runs had the arm's config here (``configs``: arm -> resolved config); a
+    note for each arm that has a board row made with other settings."""
+    from zoo import leaderboard
+
+    records = leaderboard.load_records().get(task, [])
+    rows = [row for row in leaderboard.variants(task, records) if row.arm in configs] if records else []
+    found: dict[str, Reference] = {}
+    for arm, config in configs.items():
+        why = None  # why the arm's first board row is no reference
+        for row in (r for r in rows if r.arm == arm):
+            ignored = IGNORED + tuple(f"method.{k}" for k in leaderboard.ignored_settings(row.method))
+            diffs = [d for r in row.records for d in differences(config, r.config, ignored)]
+            if not diffs and len(row.metrics.get(metric, [])) == len(row.records):
+                mean, std = mean_std(row.metrics[metric])
+                found[arm] = Reference(mean, std, len(row.records), leaderboard.commits_of(row))
+                break
+            key, mine, theirs = diffs[0] if diffs else (None, None, None)
+            why = why or (f"was run with {key}={theirs} (here {mine})" if diffs else f"lacks {metric} in some runs")
+        if arm not in found and why is not None:
+            say(f"note: arm {arm}: the leaderboard's row {why}, so it is no reference for this run "
+                "(reproduce.expected judges it, where it gives a range)")
+    return found
+
+
 def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str] | None = None,
               say=print) -> ReproduceResult:
     """Every arm of ``task`` (or the arms named in ``only``) over ``seeds`` seeds, one record per run."""
@@ -121,10 +225,12 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
         arms = [arm for arm in arms if arm[0] in only]
         labels = [arm[0] for arm in arms]
     seeds = int(seeds or base.reproduce.seeds)
+    tolerance = tolerance_of(base.reproduce)  # checked before hours of training, not after
     metric = kind_of(DATASETS.get(base.data.name)).headline_metric
     scores: dict[str, list[float]] = {label: [] for label in labels}
     teacher_scores: dict[str, float] = {}
     records: list[str] = []
+    configs: dict[str, dict[str, Any]] = {}  # each arm's resolved config, as its first seed ran it
     for label, _, own, _ in arms:
         for text in shadowed(own, overrides):
             say(f"note: arm {label} sets {split_override(text)[0]} itself; {text} does not apply to it")
@@ -134,6 +240,7 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
                 continue
             say(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{min(seeds, cap or seeds)}")
             cfg = compose(task, arm_overrides(method, overrides) + own + [f"seed={seed}"])
+            configs.setdefault(label, OmegaConf.to_container(cfg, resolve=True))
             result = train(cfg, say=say)
             scores[label].append(float(result.record.metrics[metric]))
             if result.record.teacher_metrics:
@@ -142,10 +249,16 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
             records.append(str(result.run_dir / "record.json"))
 
     expected = OmegaConf.to_container(base.reproduce.expected, resolve=True) or {}
-    results = [ArmResult(arm, scores[arm], expected.get(arm), *mean_std(scores[arm])) for arm in labels]
+    references = board_references(task, configs, metric, say)
+    results = [ArmResult(arm, scores[arm], expected.get(arm), *mean_std(scores[arm]), references.get(arm), tolerance)
+               for arm in labels]
     out = Path(base.run.root) / task / f"reproduce-{now_iso().replace(':', '')}.json"
-    summary = {arm.name: {"mean": arm.mean, "std": arm.std, "values": arm.values, "ok": arm.ok} for arm in results}
+    summary = {arm.name: {"mean": arm.mean, "std": arm.std, "values": arm.values, "ok": arm.ok,
+                          "verdict": arm.verdict, "judged_by": arm.judged_by,
+                          "reference": asdict(arm.reference) if arm.reference else None}
+               for arm in results}
     atomic_write_text(out, json.dumps({"task": task, "metric": metric, "seeds": seeds,
-                                       "baseline": str(base.reproduce.baseline), "arms": summary,
-                                       "teacher": teacher_scores, "records": records}, indent=2))
-    return ReproduceResult(task, metric, seeds, str(base.reproduce.baseline), results, teacher_scores, records, out)
+                                       "baseline": str(base.reproduce.baseline), "tolerance": tolerance,
+                                       "arms": summary, "teacher": teacher_scores, "records": records}, indent=2))
+    return ReproduceResult(task, metric, seeds, str(base.reproduce.baseline), results, teacher_scores, records, out,
+                           tolerance)
