@@ -205,3 +205,10 @@ def test_reproduce_grades_against_a_board_it_can_fail(runs, capsys, tmp_path, mo
     record_path.write_text(json.dumps(raw))
     assert main(["reproduce", *quick, "reproduce.tolerance=0.05"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_an_arm_on_a_derived_method_config_takes_the_base_methods_overrides():
+    """``lelp_tweets`` builds on ``lelp`` (its defaults list): a user's ``method.directions`` applies to it, a key
+    no method has does not."""
+    assert arm_overrides("lelp_tweets", ["method.directions=kmeans", "method.margin=1"]) == \
+        ["method.directions=kmeans", "method=lelp_tweets"]

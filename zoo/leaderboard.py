@@ -170,8 +170,8 @@ class Arm:
 
 
 def arms_of(task: str) -> list[Arm]:
+    from zoo.arms import arm_overrides, arm_spec
     from zoo.config import compose
-    from zoo.reproduce import arm_overrides, arm_spec
 
     raw = task_yaml(task)
     entries = ((raw or {}).get("reproduce") or {}).get("arms") or []
