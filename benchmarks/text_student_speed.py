@@ -50,7 +50,7 @@ def main() -> None:
     datamodule = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=0)
     models = {
         "teacher": create(cfg.teacher.arch, datamodule.num_classes, ()).eval(),
-        "student": create(cfg.student.arch, datamodule.num_classes, (), **student_arch_kwargs(cfg)).eval(),
+        "student": create(cfg.student.arch, datamodule.num_classes, (), **student_arch_kwargs(cfg, datamodule)).eval(),
     }
     batched = [batch["inputs"] for batch in datamodule.eval_loader("test")]
     texts = sum(len(inputs["input_ids"]) for inputs in batched)

@@ -116,7 +116,7 @@ def test_the_paper_models_come_from_the_hub_and_say_so_in_one_line(tmp_path):
 
 TINY = ["trainer=cpu", "data.tokenizer=minilm", "data.train_subset=null", "trainer.fast_dev_run=true",
         "trainer.enable_progress_bar=false", "student.arch=albert-tiny.classifier", "student.pretrained=false",
-        "student.kwargs.tokenizer=minilm", "teacher.arch=albert-tiny.classifier", "teacher.kwargs.tokenizer=minilm",
+        "teacher.arch=albert-tiny.classifier",
         "teacher.recipe.pretrained=false", "teacher.recipe.epochs=1", "method.subclasses=2"]
 
 
@@ -132,3 +132,13 @@ def test_the_paper_tasks_compose_and_train_a_step_with_tiny_alberts(tmp_path, ru
     record = train(cfg, say=lambda *_: None).record
     assert record.task == task and record.method == "lelp" and record.data["kind"] == "text_classification"
     assert 0.0 <= record.metrics["test/acc"] <= 1.0 and record.teacher_queries["forward_passes"] > 0
+
+
+def test_a_text_model_reads_the_datas_tokenizer_or_says_why_not(tmp_path, runs):
+    """The ALBERTs take their vocabulary from data.tokenizer; another one named for the student is refused."""
+    from zoo.train import train
+
+    cfg = compose("lelp_sentiment140", [f"data.path={write_sentiment140(tmp_path / 's.csv')}", *TINY, *runs,
+                                        "+student.kwargs={tokenizer:'albert/albert-base-v2'}"])
+    with pytest.raises(ConfigError, match=r"student.kwargs.tokenizer=albert/albert-base-v2 but data.tokenizer=minilm"):
+        train(cfg, say=lambda *_: None)

@@ -68,7 +68,8 @@ def load_run(run_dir: Path) -> LoadedRun:
                           f"finish it first: zoo train task={cfg.task} run.id={run_dir.name}")
     record = read_record(run_dir / "record.json")
     datamodule = DATASETS.get(cfg.data.name)(cfg.data)
-    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape, **student_arch_kwargs(cfg))
+    student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
+                     **student_arch_kwargs(cfg, datamodule))
     load_weights(student, run_dir / "student.safetensors")
     return LoadedRun(run_dir, cfg, record, datamodule, student.eval())
 

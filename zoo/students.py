@@ -14,6 +14,7 @@ import lightning as L
 from torch import nn
 
 from zoo.archs import arch_kwargs, create, student_arch_kwargs
+from zoo.archs.text import with_data_tokenizer
 from zoo.recipes import trained_once
 from zoo.weights import load_weights
 
@@ -25,7 +26,8 @@ def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
     reproduce starts from the same file, so the comparison is of what comes after it.
     """
     path, _ = trained_once(cfg, cfg.student.arch, cfg.student.init_recipe, datamodule, say, role="student init",
-                           kwargs=arch_kwargs(cfg.student))
+                           kwargs=with_data_tokenizer(cfg.student.arch, arch_kwargs(cfg.student), datamodule,
+                                                      "student"))
     return path
 
 
@@ -43,7 +45,7 @@ def create_student(cfg: Any, datamodule, weights: str | None) -> nn.Module:
     ``student.pretrained``), then ``weights`` when given."""
     L.seed_everything(int(cfg.seed), verbose=False)  # a random start is the same one on every rebuild
     student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
-                     pretrained=bool(cfg.student.pretrained), **student_arch_kwargs(cfg))
+                     pretrained=bool(cfg.student.pretrained), **student_arch_kwargs(cfg, datamodule))
     if weights:
         load_weights(student, Path(weights))
     return student

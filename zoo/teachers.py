@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from zoo.archs import arch_kwargs, count_flops, count_params, create
+from zoo.archs.text import with_data_tokenizer
 from zoo.errors import ConfigError
 from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
 from zoo.recipes import stored_metrics, trained_once
@@ -32,9 +33,9 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         raise ConfigError(f"teacher.weights lists {len(weights)} file(s) for {len(names)} teacher arch(s)",
                           "give one weights file per name in teacher.arch")
     pretrained = bool(cfg.teacher.get("pretrained", False))
-    kwargs = arch_kwargs(cfg.teacher)
     teachers, infos, trained_now = [], [], False
     for i, name in enumerate(names):
+        kwargs = with_data_tokenizer(name, arch_kwargs(cfg.teacher), datamodule, "teacher")
         model = create(name, datamodule.num_classes, datamodule.input_shape, pretrained=pretrained and not weights,
                        **kwargs)
         if weights:

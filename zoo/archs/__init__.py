@@ -36,12 +36,15 @@ def arch_kwargs(role_cfg) -> dict:
     return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
 
 
-def student_arch_kwargs(cfg) -> dict:
-    """A run's student arch settings: ``student.kwargs`` and what its method asks of the student's shape (LELP: S
-    outputs per class), so that training and every rebuild of the finished run build the same module."""
+def student_arch_kwargs(cfg, datamodule) -> dict:
+    """A run's student arch settings: ``student.kwargs``, the data's tokenizer for a text arch
+    (``zoo.archs.text.with_data_tokenizer``) and what its method asks of the student's shape (LELP: S outputs per
+    class), so that training and every rebuild of the finished run build the same module."""
+    from zoo.archs.text import with_data_tokenizer
     from zoo.registry import METHODS
 
-    return {**arch_kwargs(cfg.student), **METHODS.get(cfg.method.name).student_kwargs(cfg.method)}
+    kwargs = with_data_tokenizer(cfg.student.arch, arch_kwargs(cfg.student), datamodule, "student")
+    return {**kwargs, **METHODS.get(cfg.method.name).student_kwargs(cfg.method)}
 
 
 def count_params(model) -> int:

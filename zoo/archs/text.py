@@ -18,11 +18,13 @@ teacher embedding) hook them by path, as on the image nets.
 Tokenizers are named (``data.tokenizer``; ``load_tokenizer``): ``minilm`` is all-MiniLM-L6-v2's word-piece
 vocabulary (30,522 tokens, lower-cased), read offline; any other name is a Hugging Face Hub tokenizer or a local
 folder (``albert/albert-base-v2``: ALBERT's 30,000-piece SentencePiece vocabulary, shared by base and xxlarge).
-Builders that need the vocabulary size take the data's tokenizer as ``student.kwargs.tokenizer`` (default
-``minilm``).
+Builders that need the vocabulary size take a ``tokenizer`` argument; ``with_data_tokenizer`` fills it with the
+data's (``data.tokenizer``) wherever the zoo builds a model for text data, and refuses a ``student.kwargs`` /
+``teacher.kwargs`` tokenizer that differs: a model must read the token ids of the vocabulary the data was cut with.
 """
 
 import functools
+import inspect
 from pathlib import Path
 
 import torch
@@ -62,6 +64,20 @@ def load_tokenizer(name: str):
         raise ConfigError(f"tokenizer folder '{name}' not found",
                           f"data.tokenizer is a folder, a Hugging Face Hub name or one of {', '.join(TOKENIZERS)}")
     return from_hub(AutoTokenizer.from_pretrained, name, f"tokenizer '{name}'")
+
+
+def with_data_tokenizer(arch: str, kwargs: dict, datamodule, role: str) -> dict:
+    """``kwargs`` for building ``arch`` on ``datamodule``: with the data's tokenizer when the arch takes one (a
+    different one given in ``<role>.kwargs`` is a one-line error); unchanged for other archs and data."""
+    vocabulary = getattr(datamodule, "vocabulary", None)
+    if vocabulary is None or "tokenizer" not in inspect.signature(ARCHS.get(arch)).parameters:
+        return kwargs
+    given = kwargs.get("tokenizer")
+    if given is not None and str(given) != vocabulary:
+        raise ConfigError(f"{role}.kwargs.tokenizer={given} but data.tokenizer={vocabulary}: {arch} would read token "
+                          f"ids of another vocabulary", f"drop {role}.kwargs.tokenizer (the data's is used) or make "
+                                                        f"the two equal")
+    return {**kwargs, "tokenizer": vocabulary}
 
 
 def from_hub(load, name: str, what: str):
