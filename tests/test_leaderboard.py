@@ -175,3 +175,19 @@ def test_a_smoke_run_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):
     with pytest.raises(RecordError, match="a smoke run"):
         leaderboard.add([good, smoke])
     assert not (board / "records").exists()  # the good record before it was not copied either
+
+
+def test_a_record_with_a_non_finite_metric_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):
+    """A diverged run (NaN loss, chance accuracy) is no result, and once copied it broke every later render."""
+    board = tmp_path / "leaderboards"
+    real = data_dir
+    monkeypatch.setattr(leaderboard, "data_dir", lambda name: board if name == "leaderboards" else real(name))
+    committed = sorted((real("leaderboards") / "records").glob("kd_digits__*.json"))
+    good, diverged = tmp_path / "good.json", tmp_path / "diverged.json"
+    good.write_text(committed[0].read_text())
+    raw = json.loads(committed[1].read_text())
+    raw["metrics"]["test/loss"] = float("nan")
+    diverged.write_text(json.dumps(raw))
+    with pytest.raises(RecordError, match=r"non-finite metric\(s\) test/loss"):
+        leaderboard.add([good, diverged])
+    assert not (board / "records").exists()

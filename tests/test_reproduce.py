@@ -43,6 +43,12 @@ def test_reproduce_fails_outside_the_expected_range(runs, capsys):
 
 def test_reproduce_rejects_bad_seeds(capsys):
     assert main(["reproduce", "task=kd_digits", "seeds=many"]) == 2
+    assert main(["reproduce", "task=kd_digits", "seeds=0"]) == 2
+    from zoo.errors import ConfigError
+    from zoo.reproduce import reproduce
+
+    with pytest.raises(ConfigError, match="seeds=0: a reproduction needs at least one seed"):
+        reproduce("kd_digits", 0, [])  # through the API too, where 0 used to mean "the task's default"
 
 
 def test_reproduce_runs_only_the_named_arms(runs, capsys, tmp_path):

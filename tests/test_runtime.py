@@ -108,6 +108,14 @@ def test_single_sample_and_bad_inputs(shared, tmp_path, capsys):
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(DataError, match="cannot read inputs"):
         predict_file(folder, tmp_path / "objects.npy")
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    with pytest.raises(DataError, match=r"hold <U1 values, not numbers"):
+        predict_file(folder, tmp_path / "words.npy")
+    broken = np.stack([one, one, one]).astype(np.float32)
+    broken[1, 0, 0, 0], broken[2, 0, 3, 3] = np.nan, np.inf
+    np.save(tmp_path / "nan.npy", broken)
+    assert main(["infer", f"model={folder}", f"inputs={tmp_path / 'nan.npy'}"]) == 2
+    assert "hold NaN or infinite values (row(s) 1, 2)" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="no model.onnx"):
         OnnxClassifier(tmp_path)
 

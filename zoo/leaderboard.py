@@ -36,6 +36,7 @@ A paper row in a task YAML looks like (``name`` is optional; the method by defau
 import csv
 import io
 import json
+import math
 import re
 import shutil
 import statistics
@@ -78,6 +79,11 @@ def add(paths: list[Path]) -> list[Path]:
         if record.config.get("trainer", {}).get("fast_dev_run"):
             raise RecordError(f"{source}: a smoke run (trainer.fast_dev_run): its metrics cover a batch or two, "
                               "not a result", "add records of full runs only; nothing was copied")
+        broken = sorted(name for name, value in record.metrics.items()
+                        if not isinstance(value, (int, float)) or not math.isfinite(value))
+        if broken:  # a diverged or damaged run (NaN loss): not a result, and it would break every later render
+            raise RecordError(f"{source}: non-finite metric(s) {', '.join(broken)}",
+                              "add records of runs that finished with finite metrics; nothing was copied")
     copied = []
     for source, record in records:
         target = records_dir() / f"{record.task}__{record.run_id}.json"

@@ -187,7 +187,10 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
             raise ConfigError(f"task {task} has no arm {', '.join(unknown)}", f"its arms: {', '.join(labels)}")
         arms = [arm for arm in arms if arm[0] in only]
         labels = [arm[0] for arm in arms]
-    seeds = int(seeds or base.reproduce.seeds)
+    seeds = int(base.reproduce.seeds if seeds is None else seeds)
+    if seeds < 1:
+        raise ConfigError(f"seeds={seeds}: a reproduction needs at least one seed",
+                          f"seeds=N with N >= 1 (the task's default is {base.reproduce.seeds})")
     tolerance = tolerance_of(base.reproduce)  # checked before hours of training, not after
     metric = kind_of(DATASETS.get(base.data.name)).headline_metric
     scores: dict[str, list[float]] = {label: [] for label in labels}

@@ -165,7 +165,15 @@ def load_inputs(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read inputs '{path}': {str(err).splitlines()[0]}",
                         "pass a .npy file written by numpy.save") from err
-    return batch[None] if batch.ndim == len(input_shape) else batch
+    if not (np.issubdtype(batch.dtype, np.number) or batch.dtype == np.bool_):
+        raise DataError(f"inputs '{path}' hold {batch.dtype} values, not numbers",
+                        "pass a numeric array saved with numpy.save")
+    batch = batch[None] if batch.ndim == len(input_shape) else batch
+    if np.issubdtype(batch.dtype, np.floating) and batch.ndim and not np.isfinite(batch).all():
+        rows = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1))
+        raise DataError(f"inputs '{path}' hold NaN or infinite values (row(s) {', '.join(map(str, rows[:5]))}"
+                        f"{', ...' if len(rows) > 5 else ''})", "a model cannot classify them: fix or drop those rows")
+    return batch
 
 
 def predict_file(model: str | Path, inputs: str | Path, providers: list[str] | None = None,
