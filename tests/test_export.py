@@ -290,3 +290,24 @@ def test_eval_of_a_run_folder_reproduces_its_record(digits_run, capsys):
     assert f"val/acc: {record.metrics['val/acc']:.4f}" in capsys.readouterr().out
     assert main(["eval", f"run={digits_run}", "split=dev"]) == 2
     assert "unknown split 'dev'" in capsys.readouterr().err
+
+
+def test_weights_damaged_after_the_run_are_refused_before_anything_is_written(digits_run, tmp_path):
+    """ONNX and PyTorch agree on damaged weights (both read them), so the run's record is the check: the weights
+    must score the test accuracy the run recorded."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    damaged = tmp_path / "run"
+    shutil.copytree(digits_run, damaged, ignore=shutil.ignore_patterns("export"))
+    state = load_file(damaged / "student.safetensors")
+    state = {name: -value if value.is_floating_point() else value for name, value in state.items()}
+    save_file(state, damaged / "student.safetensors")  # a valid file, other weights
+    with pytest.raises(ExportCheckError, match=r"scores test top-1 .* but its record says .*: these are not the "
+                                               r"weights the run finished with"):
+        export_run(damaged, tmp_path / "out", say=quiet)
+    assert not (tmp_path / "out").exists()
+    report = export_run(digits_run, tmp_path / "good", say=quiet).report
+    assert report["parity"]["record_checked"] and report["parity"]["record_metric"] == read_record(
+        digits_run / "record.json").metrics["test/acc"]

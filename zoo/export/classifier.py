@@ -43,7 +43,7 @@ from zoo.cards import InputSpec, MetricEntry, ModelCard, WeightsSpec, parse_card
 from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph, graph_facts, graph_io
-from zoo.export.parity import check_parity
+from zoo.export.parity import check_against_record, check_parity
 from zoo.export.profiles import ExportProfile, load_profile
 from zoo.export.report import ExportResult, export_report, is_export_folder
 
@@ -107,11 +107,13 @@ def check_graph(path: Path, profile: ExportProfile) -> dict[str, Any]:
 def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, input_shape: tuple[int, ...],
                   batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], spec: dict[str, Any],
                   card: ModelCard, weights: Path | None = None, source: dict[str, Any] | None = None,
-                  split: str = "test") -> ExportResult:
+                  split: str = "test", verify: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                  ) -> ExportResult:
     """Export any classifier ``model`` to the folder ``out``, checked on ``batches``; published atomically.
 
     ``spec`` is the preprocess spec (``zoo.export.preprocess``), ``card`` the model card whose weights
-    entry is filled here, ``weights`` a safetensors file to ship as is (else the model's state is saved).
+    entry is filled here, ``weights`` a safetensors file to ship as is (else the model's state is saved),
+    ``verify`` a further check of the parity numbers (raising stops the export; its fields join the report).
     """
     from zoo.weights import save_weights
 
@@ -126,6 +128,8 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         exported = time.perf_counter()
         graph = check_graph(tmp / "model.onnx", profile)
         parity = {"split": split, **check_parity(model, tmp / "model.onnx", batches, profile)}
+        if verify is not None:
+            parity.update(verify(parity))
         checked = time.perf_counter()
         dtype = "float16" if profile.precision == "fp16" else "float32"
         spec = {**spec, "input": {**spec["input"], "dtype": dtype}, "output": {**spec["output"], "dtype": dtype}}
@@ -196,7 +200,8 @@ def export_run(loaded, out: str | Path | None = None, profile: str = "default",
     say(f"exporting {cfg.student.arch} of {record.task}/{record.run_id} with profile '{profile_.name}' ...")
     result = export_module(loaded.student, target, profile_, input_shape=datamodule.input_shape,
                            batches=held_out_batches(datamodule, "test"), spec=spec, card=card,
-                           weights=run_dir / "student.safetensors", source=source)
+                           weights=run_dir / "student.safetensors", source=source,
+                           verify=lambda parity: check_against_record(parity, record, datamodule.fingerprint))
     say_parity(result, say)
     return result
 

@@ -97,3 +97,22 @@ def violations(result: dict[str, Any]) -> list[str]:
                         f"from PyTorch (allowed difference {result['metric_abs_diff_tolerance']:.4g})")
     return problems
 
+
+
+RECORD_TOLERANCE = 0.002  # top-1 accuracy: another device or thread count may flip an argmax or two, not more
+
+
+def check_against_record(parity: dict[str, Any], record, fingerprint: str) -> dict[str, Any]:
+    """The run's weights must score what its record says: PyTorch's top-1 accuracy on the test split, measured
+    here, against the record's ``test/acc``, when the data is the same (equal fingerprints). A student.safetensors
+    damaged or swapped after the run passes the ONNX-vs-PyTorch check (both read the damaged weights) but not this
+    one. Returns the fields it adds to the parity report."""
+    recorded = record.metrics.get("test/acc")
+    same_data = record.data.get("fingerprint") == fingerprint
+    if recorded is None or not same_data:
+        return {"record_metric": recorded, "record_checked": False}
+    if not abs(parity["metric_torch"] - recorded) <= RECORD_TOLERANCE:
+        raise ExportCheckError(f"the run's student.safetensors scores test top-1 {parity['metric_torch']:.4f} but "
+                               f"its record says {recorded:.4f}: these are not the weights the run finished with",
+                               "restore or re-train the run folder; nothing was exported")
+    return {"record_metric": recorded, "record_checked": True, "record_tolerance": RECORD_TOLERANCE}

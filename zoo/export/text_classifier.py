@@ -33,7 +33,7 @@ from torch import nn
 from zoo.atomic import atomic_folder, write_json
 from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError
-from zoo.export.parity import violations
+from zoo.export.parity import check_against_record, violations
 from zoo.export.profiles import load_profile
 from zoo.export.report import ExportResult, export_report, is_export_folder
 from zoo.export.text_encoders import INPUTS, check_graph, to_onnx
@@ -137,6 +137,7 @@ def export_text_run(loaded, out: Path | None = None, profile: str | None = None,
         graph = check_graph(tmp / "model.onnx", OUTPUT, tolerance.opset)
         parity = {"split": "test", **check_parity(model, tmp / "model.onnx", datamodule.eval_loader("test"),
                                                   tolerance.max_abs_diff, tolerance.metric_abs_diff)}
+        parity.update(check_against_record(parity, record, datamodule.fingerprint))
         checked = time.perf_counter()
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         write_json(tmp / SPEC_FILE, spec)
