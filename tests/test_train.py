@@ -129,3 +129,15 @@ def test_corrupt_stored_teacher_is_retrained(runs, zoo_home):
     train(compose("kd_digits", QUICK + runs), say=messages.append)
     assert any("training teacher" in m for m in messages)
     assert json.loads((stored.parent / "meta.json").read_text())["sha256"]
+
+
+def test_a_diverging_run_stops_with_one_line_and_leaves_no_record(runs, tmp_path, capsys):
+    """lr 1e30 makes the loss NaN within the first batches: the run stops there (exit 2), the last checkpoint is
+    not overwritten by a NaN epoch, and no record exists that a leaderboard could take."""
+    code = main(["train", "task=kd_digits", "method=ce", "optim.lr=1e30", "trainer.max_epochs=2", "run.id=404",
+                 "trainer.enable_progress_bar=false", *runs])
+    err = capsys.readouterr().err
+    assert code == 2 and "the training loss became nan at epoch 0" in err and "Traceback" not in err
+    run_dir = tmp_path / "runs" / "kd_digits" / "404"  # a number as id: Hydra gives an int, still a folder
+    assert run_dir.is_dir() and not (run_dir / "record.json").exists()
+    assert not (run_dir / "student.safetensors").exists()

@@ -78,7 +78,9 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     """Create (or reopen, to resume) the run folder; returns it and the checkpoint to resume from."""
     # Lightning's DDP launcher re-runs this command in each extra rank: they must share the parent's id.
     spawned = "LOCAL_RANK" in os.environ and os.environ.get("ZOO_RUN_ID")
-    run_id = cfg.run.id or (os.environ["ZOO_RUN_ID"] if spawned else new_run_id())
+    # str(): Hydra reads run.id=123 as an int (and =nan as a float), which is still a folder name.
+    given = None if cfg.run.id is None else str(cfg.run.id)
+    run_id = given or (os.environ["ZOO_RUN_ID"] if spawned else new_run_id())
     os.environ["ZOO_RUN_ID"] = run_id
     run_dir = Path(cfg.run.root) / cfg.task / run_id
     config_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.ckpt"

@@ -5,6 +5,7 @@ resume point), and at the end student.safetensors (the student alone) and record
 checkpoint but no record is resumed by giving its id again: ``zoo train task=... run.id=<id>``.
 """
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,10 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     metrics = {**evaluate(datamodule, [student], "val", device=device, limit_batches=limit, **context),
                **evaluate(datamodule, [student], "test", device=device, limit_batches=limit, **context)}
     eval_seconds = time.perf_counter() - eval_started
+    broken = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if broken:  # a student that evaluates to NaN is no result: no record, so nothing can put it on a board
+        raise ZooError(f"the trained student's {', '.join(broken)} are not finite: no record was written",
+                       f"the weights are in {run_dir / 'student.safetensors'} for inspection; lower optim.lr")
     queries = dict(module.total_teacher_calls)
     if cache is not None:
         queries.update({f"cache_{k}": v for k, v in cache.stats.items()})
@@ -123,10 +128,13 @@ def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
+    from zoo.guards import StopOnNonFiniteLoss
+
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     # One file, overwritten at the end of every epoch: the resume point.
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                                 enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True)]
+                                 enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True),
+                 StopOnNonFiniteLoss()]
     if args.get("enable_progress_bar"):
         callbacks.append(RichProgressBar(leave=False))
     # CSVLogger writes logs/version_N, one per attempt: a resumed run keeps the earlier logs.
