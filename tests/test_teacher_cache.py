@@ -70,3 +70,17 @@ def test_teacher_fingerprint_follows_weights():
     assert teacher_fingerprint(["x"], [a]) != teacher_fingerprint(["x"], [b])
     b.load_state_dict(a.state_dict())
     assert teacher_fingerprint(["x"], [a]) == teacher_fingerprint(["x"], [b])
+
+
+def test_a_row_zeroed_with_its_checksum_is_detected(tmp_path):
+    """Format 1 summed words only, so an all-zero row had checksum 0: zeroing a row and its checksum passed."""
+    cache = TeacherOutputCache(tmp_path, KEY, num_samples=6)
+    cache.store(torch.arange(6), outputs(6))
+    cache.flush()
+    logits = np.load(cache.dir / "logits.npy", mmap_mode="r+")
+    checksum = np.load(cache.dir / "checksum.npy", mmap_mode="r+")
+    logits[4], checksum[4] = 0, 0
+    logits.flush(), checksum.flush()
+    reopened = TeacherOutputCache(tmp_path, KEY, num_samples=6)
+    assert reopened.lookup(torch.tensor([4])) is None and reopened.stats["corrupt"] == 1
+    assert reopened.lookup(torch.tensor([0, 5])) is not None

@@ -9,9 +9,13 @@ each named output is a ``.npy`` memory map of shape [N, ...] indexed by the
 sample's ``index``, next to ``filled.npy`` and ``checksum.npy``.
 
 The checksum of a row is a multiply-add hash of its 32-bit words with fixed
-odd multipliers (mod 2^64): computed for a whole batch in one numpy call, and
-any flipped bit or zeroed row changes it. A row whose checksum does not match
-is recomputed and rewritten, never used; the number of such rows is reported.
+odd multipliers (mod 2^64), plus the row's index times an odd constant:
+computed for a whole batch in one numpy call; any flipped bit changes it, a row
+moved to another index fails, and a row zeroed together with its checksum fails
+too (its checksum is (index + 1) times the constant, never 0; format 2 — format
+1 had no index term, so a zeroed row with a zeroed checksum passed). A row whose
+checksum does not match is recomputed and rewritten, never used; the number of
+such rows is reported.
 """
 
 import functools
@@ -26,7 +30,8 @@ from filelock import FileLock
 
 from zoo.atomic import atomic_write_text
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the row index in the checksum (a new folder: format-1 caches are never read)
+INDEX_SALT = np.uint64(0x9E3779B97F4A7C15)  # odd: (index + 1) * INDEX_SALT is never 0 mod 2^64
 log = logging.getLogger(__name__)
 
 
@@ -125,10 +130,11 @@ class TeacherOutputCache:
             raise ValueError("filled.npy or checksum.npy has the wrong length")
 
     # -- reading and writing ---------------------------------------------------
-    def _row_checksums(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+    def _row_checksums(self, rows: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
         words = np.concatenate([np.ascontiguousarray(rows[name], dtype=np.float32).reshape(len(r), -1)
                                 .view(np.uint32) for name, r in sorted(rows.items())], axis=1)
-        return (words.astype(np.uint64) * _multipliers(words.shape[1])).sum(axis=1, dtype=np.uint64)
+        content = (words.astype(np.uint64) * _multipliers(words.shape[1])).sum(axis=1, dtype=np.uint64)
+        return content + (idx.astype(np.uint64) + np.uint64(1)) * INDEX_SALT
 
     def lookup(self, index: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """The stored outputs of every sample in ``index``, or None if any is missing or corrupt."""
@@ -140,7 +146,7 @@ class TeacherOutputCache:
             self.stats["misses"] += len(idx)
             return None
         rows = {name: array[idx] for name, array in self.arrays.items()}
-        bad = self._row_checksums(rows) != self.checksum[idx]
+        bad = self._row_checksums(rows, idx) != self.checksum[idx]
         if bad.any():
             self.stats["corrupt"] += int(bad.sum())
             log.warning("teacher cache %s: %d corrupt row(s), recomputing them", self.dir, int(bad.sum()))
@@ -154,7 +160,7 @@ class TeacherOutputCache:
         idx = index.cpu().numpy()
         for name, row in rows.items():
             self.arrays[name][idx] = row
-        self.checksum[idx] = self._row_checksums(rows)
+        self.checksum[idx] = self._row_checksums(rows, idx)
         self.filled[idx] = 1  # last: a row counts only once data and checksum are in place
 
     def flush(self) -> None:
