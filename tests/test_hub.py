@@ -324,3 +324,23 @@ def test_shipped_cards_load_and_name_registered_archs():
         card = load_card(path)
         assert card.arch in ARCHS.declared(), f"{path.name}: arch '{card.arch}' is not registered"
         assert hub.cached_path(card).suffix == f".{card.weights.format}"
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_a_truncated_file_behind_a_card_without_hash_is_never_trusted(server, zoo_home, tmp_path, fmt):
+    """With sha256 null there is nothing to compare with, so the file's own framing is checked before its hash is
+    recorded: a weights file cut short on the mirror is deleted, and no verified.json trusts it."""
+    import torch
+    from safetensors.torch import save_file
+
+    whole = tmp_path / f"w.{fmt}"
+    state = {"weight": torch.arange(600, dtype=torch.float32).reshape(20, 30)}
+    save_file(state, whole) if fmt == "safetensors" else torch.save(state, whole)
+    data = whole.read_bytes()
+    (server.root / "cut.bin").write_bytes(data[:len(data) - 700])
+    (server.root / "whole.bin").write_bytes(data)
+    with pytest.raises(hub.DownloadError, match="truncated"):
+        hub.download(make_card([server.url("cut.bin")], fmt=fmt, name=f"mlp.tiny.cut_{fmt}"), progress=False)
+    assert not list((zoo_home / "weights").glob(f"mlp.tiny.cut_{fmt}/*"))
+    path = hub.download(make_card([server.url("whole.bin")], fmt=fmt, name=f"mlp.tiny.whole_{fmt}"), progress=False)
+    assert path.read_bytes() == data and (path.parent / "verified.json").is_file()

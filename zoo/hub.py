@@ -15,7 +15,9 @@ What it guarantees:
   (``RETRIES`` and ``BACKOFF_S``, or the keyword arguments, so tests run fast).
 - **Verification.** sha256 must match ``card.weights.sha256``; a mismatch deletes the download. When the card's
   hash is null (not yet known), the first complete download's hash is recorded in ``verified.json`` beside
-  the file and every later use is checked against it (trust on first use).
+  the file and every later use is checked against it (trust on first use). "Complete" is checked by the file's
+  own structure before it is trusted: a safetensors file must be as long as its header says, a zip-format
+  ``.pth`` must read as a whole zip; a file cut short on the mirror is deleted, never recorded.
 - **Offline.** With ZOO_OFFLINE=1 or HF_HUB_OFFLINE=1 only the cache is used.
 - **Concurrency.** A file lock per card means two processes downloading the same card leave one good file:
   the second waits, then finds the first one's verified file.
@@ -173,6 +175,11 @@ def _download(card: ModelCard, target: Path, progress: bool, retries: int, backo
             part.unlink()
             failures.append(f"{url}: size {size} bytes, the card says {card.weights.size}; the download was deleted")
             continue
+        problem = structure_problem(part, card.weights.format) if expected is None else None
+        if problem:  # nothing to compare with: the file must at least be whole before it is trusted
+            part.unlink()
+            failures.append(f"{url}: {problem}; the download was deleted")
+            continue
         part.replace(target)
         if expected is None:
             _record(target, digest, source=url)
@@ -182,6 +189,41 @@ def _download(card: ModelCard, target: Path, progress: bool, retries: int, backo
     if expected is not None and not card.weights.sha256:
         hint += f" (or than the first download; if upstream replaced it on purpose, delete {target.parent / RECORD})"
     raise DownloadError(f"could not download the weights of '{card.name}': " + "; ".join(failures), hint)
+
+
+def structure_problem(path: Path, fmt: str) -> str | None:
+    """Why a weights file is not whole (truncated, damaged framing), or None. safetensors: 8-byte header length,
+    JSON header, then exactly the bytes its tensors' offsets span. pth: a zip-format file (torch >= 1.6) must
+    pass zipfile's CRC check; a legacy pickle file has no framing to check."""
+    import struct
+    import zipfile
+
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if fmt == "safetensors":
+            if len(head) < 8:
+                return f"not a safetensors file ({size} bytes)"
+            header_len = struct.unpack("<Q", head)[0]
+            if header_len > size - 8:
+                return f"truncated safetensors file: its header alone needs {header_len + 8} bytes, it has {size}"
+            try:
+                header = json.loads(handle.read(header_len))
+                end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"),
+                          default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                return "not a safetensors file (unreadable header)"
+            if 8 + header_len + end != size:
+                return f"truncated safetensors file: {size} bytes, its header describes {8 + header_len + end}"
+            return None
+    if fmt == "pth" and head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except zipfile.BadZipFile as err:
+            return f"truncated or damaged .pth (zip) file: {err}"
+        return f"damaged .pth (zip) file: member {bad} fails its CRC" if bad else None
+    return None
 
 
 def _fetch(url: str, part: Path, progress: bool, retries: int, backoff_s: float) -> None:
