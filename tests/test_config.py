@@ -83,3 +83,15 @@ def test_cli_show_prints_resolved_yaml(capsys):
     assert main(["show", "task=kd_digits", "method=ce"]) == 0
     shown = OmegaConf.create(capsys.readouterr().out)
     assert shown.method.name == "ce" and shown.task == "kd_digits"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", r"data.batch_size=0: must be an integer of at least 1"),
+    ("optim.lr=-1", r"optim.lr=-1: must be a number above 0"),
+    ("trainer.max_epochs=-2", r"trainer.max_epochs=-2: must be an integer of at least 0"),
+])
+def test_values_out_of_range_are_refused_before_a_run_folder_exists(override, message, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=message):
+        compose("kd_digits", [override])
+    assert main(["train", "task=kd_digits", override, f"run.root={tmp_path / 'runs'}"]) == 2
+    assert not (tmp_path / "runs").exists() and message.split(":")[0] in capsys.readouterr().err

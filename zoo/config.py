@@ -66,7 +66,26 @@ def compose(task: str, overrides: list[str] | None = None) -> DictConfig:
         with _open_struct(cfg):
             OmegaConf.update(cfg, key, value, merge=False, force_add=adding)
     OmegaConf.set_struct(cfg, True)
+    check_ranges(cfg)
     return cfg
+
+
+# Values that torch would only refuse deep inside a run (after its folder exists): (key, test, what it must be).
+RANGES = (
+    ("data.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1"),
+    ("data.eval_batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1"),
+    ("optim.lr", lambda v: isinstance(v, (int, float)) and v > 0, "a number above 0"),
+    ("optim.weight_decay", lambda v: isinstance(v, (int, float)) and v >= 0, "a number of at least 0"),
+    ("trainer.max_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer of at least 0 (0: evaluate only)"),
+)
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """A one-line error for a value out of its range, before any data is read or run folder made."""
+    for key, ok, rule in RANGES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and (isinstance(value, bool) or not ok(value)):
+            raise ConfigError(f"{key}={value!r}: must be {rule}", f"set {key} to {rule}")
 
 
 def _hydra_compose(task: str, overrides: list[str]) -> DictConfig:
