@@ -162,32 +162,30 @@ def test_rows_from_runs_before_the_code_commit_are_marked():
     assert [row["older than code"] for row in csv.DictReader(io.StringIO(table))] == ["yes", "no", "yes"]
 
 
-def test_a_smoke_run_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):
+def add_good_and_damaged(tmp_path, monkeypatch, damage) -> Path:
+    """``leaderboard.add`` of a good committed kd_digits record followed by a copy that ``damage`` changed, into an
+    empty board under tmp_path (returned, so a test can check that nothing was copied)."""
     board = tmp_path / "leaderboards"
     real = data_dir
     monkeypatch.setattr(leaderboard, "data_dir", lambda name: board if name == "leaderboards" else real(name))
     committed = sorted((real("leaderboards") / "records").glob("kd_digits__*.json"))
-    good, smoke = tmp_path / "good.json", tmp_path / "smoke.json"
+    good, damaged = tmp_path / "good.json", tmp_path / "damaged.json"
     good.write_text(committed[0].read_text())
     raw = json.loads(committed[1].read_text())
-    raw["config"]["trainer"]["fast_dev_run"] = True
-    smoke.write_text(json.dumps(raw))
+    damage(raw)
+    damaged.write_text(json.dumps(raw))
+    leaderboard.add([good, damaged])
+    return board
+
+
+def test_a_smoke_run_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):
     with pytest.raises(RecordError, match="a smoke run"):
-        leaderboard.add([good, smoke])
-    assert not (board / "records").exists()  # the good record before it was not copied either
+        add_good_and_damaged(tmp_path, monkeypatch, lambda raw: raw["config"]["trainer"].update(fast_dev_run=True))
+    assert not (tmp_path / "leaderboards" / "records").exists()  # the good record before it was not copied either
 
 
 def test_a_record_with_a_non_finite_metric_is_refused_and_nothing_is_copied(tmp_path, monkeypatch):
     """A diverged run (NaN loss, chance accuracy) is no result, and once copied it broke every later render."""
-    board = tmp_path / "leaderboards"
-    real = data_dir
-    monkeypatch.setattr(leaderboard, "data_dir", lambda name: board if name == "leaderboards" else real(name))
-    committed = sorted((real("leaderboards") / "records").glob("kd_digits__*.json"))
-    good, diverged = tmp_path / "good.json", tmp_path / "diverged.json"
-    good.write_text(committed[0].read_text())
-    raw = json.loads(committed[1].read_text())
-    raw["metrics"]["test/loss"] = float("nan")
-    diverged.write_text(json.dumps(raw))
     with pytest.raises(RecordError, match=r"non-finite metric\(s\) test/loss"):
-        leaderboard.add([good, diverged])
-    assert not (board / "records").exists()
+        add_good_and_damaged(tmp_path, monkeypatch, lambda raw: raw["metrics"].update({"test/loss": float("nan")}))
+    assert not (tmp_path / "leaderboards" / "records").exists()
