@@ -69,7 +69,7 @@ def load_tokenizer(name: str):
 def with_data_tokenizer(arch: str, kwargs: dict, datamodule, role: str) -> dict:
     """``kwargs`` for building ``arch`` on ``datamodule``: with the data's tokenizer when the arch takes one (a
     different one given in ``<role>.kwargs`` is a one-line error); unchanged for other archs and data."""
-    vocabulary = getattr(datamodule, "vocabulary", None)
+    vocabulary = datamodule.vocabulary  # declared by every data module: None unless its texts are tokenized
     if vocabulary is None or "tokenizer" not in inspect.signature(ARCHS.get(arch)).parameters:
         return kwargs
     given = kwargs.get("tokenizer")

@@ -26,7 +26,8 @@ import numpy as np
 from torch import nn
 
 from zoo.export.errors import ExportCheckError
-from zoo.export.text_encoders import DEFAULT_TEXTS, INPUTS, OnnxTextEncoder, export_text_encoder, paired_outputs
+from zoo.export.text_encoders import DEFAULT_TEXTS, INPUTS, export_text_encoder, paired_outputs
+from zoo.export.text_runtime import OnnxTextEncoder
 
 OUTPUT = "sentence_embedding"  # not "embedding": torch's exporter already names the BERT embedding lookup so
 SCHEMA = 1

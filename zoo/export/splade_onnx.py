@@ -28,7 +28,8 @@ import numpy as np
 from torch import nn
 
 from zoo.export.errors import ExportCheckError
-from zoo.export.text_encoders import DEFAULT_TEXTS, INPUTS, OnnxTextEncoder, export_text_encoder, paired_outputs
+from zoo.export.text_encoders import DEFAULT_TEXTS, INPUTS, export_text_encoder, paired_outputs
+from zoo.export.text_runtime import OnnxTextEncoder
 
 OUTPUT = "weights"
 SCHEMA = 1

@@ -10,10 +10,10 @@ forward, so a deployment needs only the tokenizer and onnxruntime (no torch); ba
 - ``export_text_encoder``: the folder, built in a hidden temp folder and renamed into place only after every check
   passed: ``model.onnx``, ``tokenizer/`` (``save_pretrained``), ``<kind>.json`` (IO names, sizes, max length) and
   ``export.json`` (graph facts, parity numbers, versions);
-- ``OnnxTextEncoder``: the deploy side, tokenizer + onnxruntime.
+- ``OnnxTextEncoder``: the deploy side, tokenizer + onnxruntime (it lives in the torch-free
+  ``zoo.export.text_runtime``, with the text classifier's).
 """
 
-import json
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -28,8 +28,8 @@ from zoo.atomic import atomic_folder, write_json
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph, graph_facts, graph_io
 from zoo.export.report import export_report, is_export_folder
+from zoo.export.text_runtime import INPUTS
 
-INPUTS = ("input_ids", "attention_mask")
 DEFAULT_TEXTS = (
     "what about the band's first song? [SEP] the band was formed in london [SEP] who founded the band?",
     "paris is the capital of france", "how old is the king", "a", "which river flows through the city of london",
@@ -120,27 +120,3 @@ def export_text_encoder(encoder: nn.Module, out: str | Path, *, kind: str, outpu
                                                        "check": round(checked - exported, 3)})
         write_json(tmp / "export.json", report)
     return out
-
-
-class OnnxTextEncoder:
-    """Deploy-side query encoding from an exported folder (``<kind>.json``, tokenizer, ``model.onnx``): tokenizer +
-    onnxruntime, no torch needed. Subclasses name the folder kind and the graph's output."""
-
-    kind, output = "", ""
-
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
-        from transformers import AutoTokenizer
-
-        from zoo.export.runtime import make_session
-
-        self.folder = Path(folder)
-        self.spec = json.loads((self.folder / f"{self.kind}.json").read_text(encoding="utf-8"))
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
-        self.session = make_session(self.folder / "model.onnx", providers, threads)
-
-    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
-        """[len(texts), output size] float32."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="np",
-                               max_length=int(max_length or self.spec["max_length"]), return_token_type_ids=False)
-        feed = {name: batch[name].astype(np.int64) for name in INPUTS}
-        return self.session.run([self.output], feed)[0]

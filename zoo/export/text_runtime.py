@@ -1,7 +1,7 @@
-"""The deploy side of an exported text classifier folder (``zoo.export.text_classifier``): tokenizer (transformers)
-+ onnxruntime, no torch.
+"""The deploy side of exported text folders: tokenizer (transformers) + onnxruntime, no torch.
 
-    OnnxTextClassifier(DIR).predict(["what a lovely day"])      # [1, C] float32 logits
+    OnnxTextClassifier(DIR).predict(["what a lovely day"])      # [1, C] float32 logits (zoo.export.text_classifier)
+    OnnxDenseEncoder(DIR).encode([...])                           # query encoders build on OnnxTextEncoder
     zoo infer model=DIR inputs=tweets.txt                         # one text per line
 """
 
@@ -20,8 +20,12 @@ def is_text_classifier(folder: str | Path) -> bool:
     return (Path(folder) / SPEC_FILE).is_file()
 
 
-class OnnxTextClassifier:
-    """Deploy side of a text classifier folder: tokenizer + onnxruntime (no torch): texts -> class logits."""
+class OnnxTextEncoder:
+    """Deploy-side text encoding from an exported folder (``<kind>.json``, tokenizer, ``model.onnx``): tokenizer +
+    onnxruntime, no torch needed. Subclasses (the SPLADE and dense query encoders, the text classifier) name the
+    folder kind and the graph's output."""
+
+    kind, output = "", ""
 
     def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
         from transformers import AutoTokenizer
@@ -29,20 +33,33 @@ class OnnxTextClassifier:
         from zoo.export.runtime import make_session
 
         self.folder = Path(folder)
-        if not is_text_classifier(self.folder) or not (self.folder / "model.onnx").is_file():
-            raise ConfigError(f"'{self.folder}' is not a text classifier export (no {SPEC_FILE} or model.onnx)",
-                              "pass model=<a folder written by zoo export of a text-classification run>")
-        self.spec = json.loads((self.folder / SPEC_FILE).read_text(encoding="utf-8"))
-        self.classes = list(self.spec["classes"])
+        self.spec = json.loads((self.folder / f"{self.kind}.json").read_text(encoding="utf-8"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
         self.session = make_session(self.folder / "model.onnx", providers, threads)
+
+    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
+        """[len(texts), output size] float32."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="np",
+                               max_length=int(max_length or self.spec["max_length"]), return_token_type_ids=False)
+        feed = {name: batch[name].astype(np.int64) for name in INPUTS}
+        return self.session.run([self.output], feed)[0]
+
+
+class OnnxTextClassifier(OnnxTextEncoder):
+    """Deploy side of a text classifier folder: ``encode`` (alias ``predict``) gives [len(texts), C] float32
+    logits; ``classes`` names them."""
+
+    kind, output = SPEC_FILE.removesuffix(".json"), OUTPUT
+
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        if not is_text_classifier(folder) or not (Path(folder) / "model.onnx").is_file():
+            raise ConfigError(f"'{folder}' is not a text classifier export (no {SPEC_FILE} or model.onnx)",
+                              "pass model=<a folder written by zoo export of a text-classification run>")
+        super().__init__(folder, providers, threads)
+        self.classes = list(self.spec["classes"])
         self.provider = self.session.get_providers()[0]
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """[len(texts), C] float32 logits."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="np",
-                               max_length=int(self.spec["max_length"]), return_token_type_ids=False)
-        return self.session.run([OUTPUT], {name: batch[name].astype(np.int64) for name in INPUTS})[0]
+    predict = OnnxTextEncoder.encode
 
 
 def read_texts(path: str | Path) -> list[str]:
