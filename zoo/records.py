@@ -53,6 +53,7 @@ class Record:
     hardware: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     schema: int = SCHEMA_VERSION
+    stages: list[dict[str, Any]] = field(default_factory=list)  # a staged run's stages, in order (zoo.staged)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

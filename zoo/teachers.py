@@ -25,7 +25,9 @@ def teacher_names(cfg: Any) -> list[str]:
     return [arch] if isinstance(arch, str) else list(arch)
 
 
-def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], list[ModelInfo], dict[str, float]]:
+def prepare_teachers(cfg: Any, datamodule, say=print, measure: bool = True,
+                     ) -> tuple[list[nn.Module], list[ModelInfo], dict[str, float]]:
+    """``measure=False`` skips the test evaluation (a staged run's pretrained teacher, whose head is untrained)."""
     names = teacher_names(cfg)
     weights = cfg.teacher.weights
     weights = [weights] if isinstance(weights, str) else list(weights or [])
@@ -44,6 +46,9 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
         elif pretrained:
             source = f"pretrained:{name}"  # the arch's own published weights (timm: from the HF hub)
         else:
+            if cfg.teacher.get("recipe") is None:
+                raise ConfigError(f"teacher {name} has no weights, no pretrained weights and no recipe",
+                                  "give it teacher.weights, pretrained: true or a recipe to train it by")
             path, trained = trained_once(cfg, name, cfg.teacher.recipe, datamodule, say, role="teacher",
                                          kwargs=kwargs)
             source, trained_now = str(path), trained_now or trained
@@ -54,11 +59,13 @@ def prepare_teachers(cfg: Any, datamodule, say=print) -> tuple[list[nn.Module], 
     # A lone recipe-trained teacher was evaluated on this test split when it was trained: reuse those metrics.
     lone_recipe_teacher = len(names) == 1 and not weights and not pretrained
     metrics = stored_metrics(Path(infos[0].weights)) if lone_recipe_teacher else None
-    if metrics is None:
+    if metrics is None and not measure:
+        metrics = {}
+    elif metrics is None:
         metrics = evaluate(datamodule, teachers, "test", device=eval_device(cfg), role="teacher",
                            limit_batches=smoke_limit(cfg))
     for teacher in teachers:
         teacher.cpu()  # the method module moves them where training runs
-    if not (lone_recipe_teacher and trained_now):  # a lone teacher trained just now has said its metrics already
+    if metrics and not (lone_recipe_teacher and trained_now):  # a lone teacher trained now has said its metrics
         say(f"teacher{'s' if len(names) > 1 else ''} {' + '.join(names)}: {headline(datamodule, metrics)}")
     return teachers, infos, metrics

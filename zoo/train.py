@@ -31,14 +31,16 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     """
     import lightning as L
 
-    from zoo.archs import count_flops, count_params
-    from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
     from zoo.methods.base import MethodContext
     from zoo.registry import DATASETS, METHODS
     from zoo.students import create_student, student_start_weights
     from zoo.teachers import prepare_teachers
     from zoo.weights import save_weights
 
+    if cfg.get("stages"):  # a staged run: one fit per stage, in one run folder (zoo.staged)
+        from zoo.staged import train_staged
+
+        return train_staged(cfg, say, callbacks)
     quiet_lightning()
     started = time.perf_counter()
     method_cls, data_cls = METHODS.get(cfg.method.name), DATASETS.get(cfg.data.name)
@@ -76,6 +78,23 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         return None
 
     save_weights(student, run_dir / "student.safetensors")
+    queries = dict(module.total_teacher_calls)
+    if cache is not None:
+        queries.update({f"cache_{k}": v for k, v in cache.stats.items()})
+    if store is not None:
+        queries.update({f"store_{k}": v for k, v in store.stats.items()})
+    wall = {"teachers": teacher_seconds, "fit": fit_seconds}
+    return finish_run(cfg, run_dir, student, datamodule, module, teacher_infos, teacher_metrics, queries, wall,
+                      started, trainer.world_size, say)
+
+
+def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teacher_infos: list[ModelInfo],
+               teacher_metrics: dict[str, float], queries: dict[str, int], wall: dict[str, float], started: float,
+               world_size: int, say=print, stages: list[dict] | None = None) -> TrainResult:
+    """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record."""
+    from zoo.archs import count_flops, count_params
+    from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
+
     eval_started = time.perf_counter()
     device, context, limit = eval_device(cfg), module.evaluation_context(), smoke_limit(cfg)
     metrics = {**evaluate(datamodule, [student], "val", device=device, limit_batches=limit, **context),
@@ -85,22 +104,17 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     if broken:  # a student that evaluates to NaN is no result: no record, so nothing can put it on a board
         raise ZooError(f"the trained student's {', '.join(broken)} are not finite: no record was written",
                        f"the weights are in {run_dir / 'student.safetensors'} for inspection; lower optim.lr")
-    queries = dict(module.total_teacher_calls)
-    if cache is not None:
-        queries.update({f"cache_{k}": v for k, v in cache.stats.items()})
-    if store is not None:
-        queries.update({f"store_{k}": v for k, v in store.stats.items()})
+    wall = {name: round(seconds, 3) for name, seconds in
+            {**wall, "eval": eval_seconds, "total": time.perf_counter() - started}.items()}
     record = Record(
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),
                           weights=str(run_dir / "student.safetensors"),
                           flops=count_flops(student, datamodule.input_shape)),
         teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
-        config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries,
-        wall_time_s={"teachers": round(teacher_seconds, 3), "fit": round(fit_seconds, 3),
-                     "eval": round(eval_seconds, 3), "total": round(time.perf_counter() - started, 3)},
+        config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries, wall_time_s=wall,
         data=datamodule.split_info(), git_commit=git_commit(), versions=package_versions(),
-        hardware={**hardware(), "world_size": trainer.world_size}, created=now_iso(),
+        hardware={**hardware(), "world_size": world_size}, created=now_iso(), stages=list(stages or []),
     )
     write_record(record, run_dir / "record.json")
     smoke = f"  (fast_dev_run: {limit} evaluation batch(es) only)" if limit else ""

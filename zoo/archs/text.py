@@ -14,6 +14,12 @@ teacher embedding) hook them by path, as on the image nets.
   transformers' own ALBERT classifier reads a tanh-projected [CLS] instead). ``pretrained: true`` loads
   ``albert/albert-*-v2`` from the Hugging Face Hub (network or the local HF cache); random init needs nothing.
 - ``albert-tiny.classifier``: the same architecture at toy width (2 layers, 32 wide), for tests.
+- ``bert-base-uncased.classifier``: BERT-base (Devlin et al., 2019; 12 layers, 768 wide, 110M parameters), the
+  ERNIE-Tiny paper's teacher, from the Hub with ``pretrained: true``; ``tinybert-l4-h312.classifier``: the
+  4-layer, 312-wide, 12-head student of TinyBERT-4 geometry (14.5M parameters), the paper's student;
+  ``bert-l2-h192.classifier``: a 2-layer, 192-wide, 12-head BERT (the ERNIE-Tiny mini task's student);
+  ``bert-l2-h32.classifier``: a toy BERT for tests. All mean-pooled like MiniLM, random init on the data's
+  vocabulary unless pretrained.
 
 Tokenizers are named (``data.tokenizer``; ``load_tokenizer``): ``minilm`` is all-MiniLM-L6-v2's word-piece
 vocabulary (30,522 tokens, lower-cased), read offline; any other name is a Hugging Face Hub tokenizer or a local
@@ -44,6 +50,18 @@ ALBERT = {  # transformers AlbertConfig sizes; "hub" is the published checkpoint
                        "num_attention_heads": 12, "intermediate_size": 3072, "embedding_size": 128},
     "albert-tiny": {"hub": None, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                     "intermediate_size": 64, "embedding_size": 16},
+}
+
+
+BERT = {  # transformers BertConfig sizes; "hub" is the published checkpoint
+    "bert-base-uncased": {"hub": "google-bert/bert-base-uncased", "hidden_size": 768, "num_hidden_layers": 12,
+                          "num_attention_heads": 12, "intermediate_size": 3072},
+    "tinybert-l4-h312": {"hub": None, "hidden_size": 312, "num_hidden_layers": 4, "num_attention_heads": 12,
+                         "intermediate_size": 1200},
+    "bert-l2-h192": {"hub": None, "hidden_size": 192, "num_hidden_layers": 2, "num_attention_heads": 12,
+                     "intermediate_size": 768},
+    "bert-l2-h32": {"hub": None, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 64},
 }
 
 
@@ -175,3 +193,31 @@ def albert_base(num_classes: int, input_shape=(), pretrained: bool = False, toke
 @ARCHS.register("albert-tiny.classifier")
 def albert_tiny(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
     return albert_classifier("albert-tiny", num_classes, pretrained, tokenizer)
+
+
+def bert_classifier(size: str, num_classes: int, pretrained: bool, tokenizer: str | None) -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    sizes = dict(BERT[size])
+    hub = sizes.pop("hub")
+    if pretrained:
+        if hub is None:
+            raise ConfigError(f"{size} has no pretrained weights", "set pretrained=false")
+        encoder = from_hub(BertModel.from_pretrained, hub, f"{size} weights")
+    else:
+        vocabulary = load_tokenizer(tokenizer or hub or "minilm")
+        encoder = BertModel(BertConfig(vocab_size=len(vocabulary), pad_token_id=vocabulary.pad_token_id,
+                                       max_position_embeddings=512, **sizes))
+    return EncoderClassifier(encoder, num_classes).train()
+
+
+def _register_bert(size: str) -> None:
+    def build(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+        return bert_classifier(size, num_classes, pretrained, tokenizer)
+
+    build.__name__ = size.replace("-", "_")
+    ARCHS.register(f"{size}.classifier")(build)
+
+
+for _size in BERT:
+    _register_bert(_size)

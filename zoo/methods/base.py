@@ -53,7 +53,7 @@ class DistillModule(L.LightningModule):
     def __init__(self, student: nn.Module, teachers: list[nn.Module], context: MethodContext):
         super().__init__()
         self.check_kind(context.kind, context.method.name)
-        if self.uses_teachers and not teachers:
+        if self.needs_teachers(context.method) and not teachers:
             raise ConfigError(f"method '{context.method.name}' needs at least one teacher")
         self.context = context
         self.student = student
@@ -66,6 +66,12 @@ class DistillModule(L.LightningModule):
         self.student_hooks = FeatureHooks(student, list(self.method_cfg.get("student_features") or []))
         self.teacher_hooks = [FeatureHooks(t, list(self.method_cfg.get("teacher_features") or []))
                               for t in self.teachers]
+
+    @classmethod
+    def needs_teachers(cls, method_cfg: Any) -> bool:
+        """Whether training with ``method_cfg`` needs a teacher: ``uses_teachers``, unless a method's losses say
+        otherwise (a stage of a staged run that trains on labels alone)."""
+        return cls.uses_teachers
 
     @classmethod
     def student_kwargs(cls, method_cfg: Any) -> dict[str, Any]:
@@ -136,6 +142,7 @@ class DistillModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)
+        self.last_losses = {name: value.detach() for name, value in losses.items()}  # for loss curves (zoo.staged)
         weights = self.loss_weights()
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         # self.log costs ~0.5 ms a call on CPU, a sizeable share of a small student's step;
@@ -156,9 +163,23 @@ class DistillModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["zoo_teacher_calls"] = dict(self.teacher_calls)
+        # Lightning keeps no random state: without it, dropout after a resume would differ from an unbroken run
+        checkpoint["zoo_rng"] = {"torch": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.teacher_calls.update(checkpoint.get("zoo_teacher_calls", {}))
+        rng = checkpoint.get("zoo_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def close(self) -> None:
+        """Remove the feature hooks from the student and the teachers: a staged run builds one module per stage
+        around the same models."""
+        for hooks in [self.student_hooks, *self.teacher_hooks]:
+            hooks.remove()
 
     # -- optimisation --------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:

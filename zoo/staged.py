@@ -1,0 +1,283 @@
+"""Staged runs: one ``zoo train`` that fits the same student through a list of stages, each with its own data,
+teacher, losses and length (ERNIE-Tiny's GD -> GED -> TAD -> TSD; TinyBERT's two stages; a distil-then-fine-tune).
+
+A task lists its stages under ``stages`` (a config group: ``stages=ernie_tiny``), as data:
+
+    stages:
+      - {name: gd, data: general, teacher: pretrained, losses: {latent: 1.0}, epochs: 4}
+      - {name: tsd, data: task, teacher: finetuned, losses: {latent: 1.0, soft: 1.0, hard: 1.0}, epochs: 4,
+         optim: {lr: 3.0e-5}}
+
+- ``data`` is ``task`` (the run's ``data`` block, on which the student is evaluated) or a name in ``datasets``
+  (further data blocks, e.g. ``datasets.general``: general text);
+- ``teacher`` is a role in ``teacher.roles`` (each a teacher block: arch, weights, pretrained, recipe, kwargs) or
+  null for a stage without one; a role's teacher is built (or trained once by its recipe) when a stage first needs
+  it, on the task's data;
+- ``losses`` are the method's loss weights for the stage (``<method>.loss_names``); ``optim`` and ``method`` are
+  merged over the run's blocks for the stage only; ``epochs`` is its length.
+
+Each stage is one Lightning fit with its own optimiser and schedule, seeded by (run seed, stage number), so a
+stage's result depends only on the state it starts from. The run folder keeps, per stage, ``stages/<k>-<name>/``:
+``checkpoints/last.ckpt`` (rewritten every epoch: a killed run resumes mid-stage, to the same weights), and once the
+stage is over ``state.safetensors`` (the student and the method's own modules, e.g. projections, carried into the
+next stage) and ``done.json`` (its epochs, steps, wall time, teacher passes and loss curve). A finished stage is
+never redone. The record lists the stages with their loss curves (mean of each loss over windows of
+``curve_window`` steps); the shipped student is the student alone.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.atomic import atomic_write_text
+from zoo.errors import ConfigError, ZooError, did_you_mean
+from zoo.runs import prepare_run_dir, quiet_lightning
+from zoo.train import TrainResult, finish_run, trainer_arguments
+
+STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method"}
+TASK_DATA = "task"
+CURVE_WINDOW = 10  # steps per point of a stage's loss curve
+
+
+class StageLog(L.Callback):
+    """A stage's loss curve, the mean of each named loss (``DistillModule.last_losses``) over consecutive windows of
+    steps, and its training seconds; kept in the stage's checkpoints, so that a resumed stage's are whole."""
+
+    def __init__(self, window: int = CURVE_WINDOW):
+        self.window = window
+        self.points: dict[str, list[float]] = {}
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._earlier_seconds, self._started = 0.0, time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds of the stage, over every attempt."""
+        return self._earlier_seconds + time.perf_counter() - self._started
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        for name, value in getattr(module, "last_losses", {}).items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        self._count += 1
+        if self._count == self.window:
+            self._flush()
+
+    def on_train_end(self, trainer, module) -> None:
+        if self._count:
+            self._flush()
+
+    def _flush(self) -> None:
+        for name, total in self._sums.items():
+            self.points.setdefault(name, []).append(round(total / self._count, 6))
+        self._sums, self._count = {}, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"points": self.points, "sums": self._sums, "count": self._count, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.points, self._sums, self._count = state["points"], state["sums"], state["count"]
+        self._earlier_seconds, self._started = state["seconds"], time.perf_counter()
+
+
+def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The stages as plain dicts, each checked against the config before any data is read or teacher built."""
+    stages = OmegaConf.to_container(cfg.stages, resolve=True)
+    datasets = list((cfg.get("datasets") or {}).keys())
+    roles = list((cfg.teacher.get("roles") or {}).keys())
+    seen = set()
+    for k, stage in enumerate(stages, start=1):
+        where = f"stages.{k - 1}"
+        if not isinstance(stage, dict) or "name" not in stage:
+            raise ConfigError(f"{where} is not a mapping with a name", f"a stage has keys {sorted(STAGE_KEYS)}")
+        where = f"{where} ({stage['name']})"
+        unknown = sorted(set(stage) - STAGE_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}", f"a stage has {sorted(STAGE_KEYS)}")
+        if stage["name"] in seen:
+            raise ConfigError(f"{where}: two stages are named '{stage['name']}'", "give each stage its own name")
+        seen.add(stage["name"])
+        data = stage.get("data", TASK_DATA)
+        if data != TASK_DATA and data not in datasets:
+            raise ConfigError(f"{where}: unknown data '{data}'", did_you_mean(data, [TASK_DATA, *datasets], "data"))
+        teacher = stage.get("teacher")
+        if teacher is not None and teacher not in roles:
+            raise ConfigError(f"{where}: unknown teacher role '{teacher}'",
+                              did_you_mean(str(teacher), roles, "teacher roles (teacher.roles)"))
+        losses = stage.get("losses") or {}
+        wrong = sorted(set(losses) - set(loss_names))
+        if not losses or wrong:
+            raise ConfigError(f"{where}: losses {losses} " + (f"name unknown loss(es) {', '.join(wrong)}" if wrong
+                                                                 else "are empty"),
+                              f"{cfg.method.name}'s losses are {', '.join(loss_names)}")
+        epochs = stage.get("epochs")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+            raise ConfigError(f"{where}: epochs={epochs!r}", "give each stage an integer number of epochs (>= 0)")
+    return stages
+
+
+class StagedRun:
+    """The parts a staged run shares between its stages: data modules, teachers by role, the student."""
+
+    def __init__(self, cfg: DictConfig, say=print):
+        from zoo.registry import DATASETS, METHODS
+
+        self.cfg, self.say = cfg, say
+        self.method_cls = METHODS.get(cfg.method.name)
+        self.stages = check_stages(cfg, tuple(getattr(self.method_cls, "loss_names", ())))
+        self.task_data = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=int(cfg.seed))
+        self.method_cls.check_kind(self.task_data.kind, cfg.method.name)
+        self._data = {TASK_DATA: self.task_data}
+        self._teachers: dict[str, tuple[list, list, dict]] = {}
+
+    def data(self, name: str):
+        """The data module of ``task`` or of ``datasets.<name>``, read once; it must share the task's vocabulary."""
+        if name not in self._data:
+            from zoo.registry import DATASETS
+
+            block = self.cfg.datasets[name]
+            module = DATASETS.get(block.name)(block, shuffle_seed=int(self.cfg.seed))
+            if module.vocabulary != self.task_data.vocabulary:
+                raise ConfigError(f"datasets.{name} is read with tokenizer {module.vocabulary}, the task's data with "
+                                  f"{self.task_data.vocabulary}", f"set datasets.{name}.tokenizer="
+                                                                  f"{self.task_data.vocabulary}")
+            self._data[name] = module
+        return self._data[name]
+
+    def teachers(self, role: str | None) -> tuple[list, list, dict]:
+        """(frozen teachers, record entries, test metrics) of a role, prepared once; nothing for no role."""
+        if role is None:
+            return [], [], {}
+        if role not in self._teachers:
+            from zoo.teachers import prepare_teachers
+
+            role_cfg = self.cfg.copy()
+            with_defaults = OmegaConf.merge({"weights": None, "pretrained": False, "kwargs": {}, "recipe": None},
+                                            self.cfg.teacher.roles[role])
+            OmegaConf.set_struct(role_cfg, False)
+            role_cfg.teacher = with_defaults
+            # Only the last stage's teacher is measured on the task: the record compares the student with it, and
+            # an earlier role's may not classify at all (a pretrained encoder with an untrained head).
+            measure = role == self.stages[-1].get("teacher")
+            self._teachers[role] = prepare_teachers(role_cfg, self.task_data, self.say, measure=measure)
+            if not measure:
+                self.say(f"teacher role '{role}': {' + '.join(info.name for info in self._teachers[role][1])}")
+        return self._teachers[role]
+
+
+def stage_config(cfg: DictConfig, stage: dict[str, Any], labelled: bool) -> DictConfig:
+    """The run's config as one stage trains: its length, its optim and method settings, its losses."""
+    stage_cfg = cfg.copy()
+    OmegaConf.set_struct(stage_cfg, False)
+    stage_cfg.trainer.max_epochs = int(stage["epochs"])
+    if not labelled:  # general text has no validation split: nothing to validate on
+        stage_cfg.trainer.limit_val_batches = 0
+    stage_cfg.optim = OmegaConf.merge(cfg.optim, stage.get("optim") or {})
+    stage_cfg.method = OmegaConf.merge(cfg.method, stage.get("method") or {})
+    stage_cfg.method.losses = stage["losses"]
+    return stage_cfg
+
+
+def load_carried(module, state: dict[str, torch.Tensor]) -> None:
+    """The previous stage's student and method modules into this stage's module: the student strictly, the
+    method's own modules where this stage has them too."""
+    missing, _ = module.load_state_dict(state, strict=False)
+    lost = [key for key in missing if key.startswith("student.")]
+    if lost:
+        raise ZooError(f"the student carried from the previous stage lacks {len(lost)} weight(s), e.g. {lost[0]}")
+
+
+def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainResult | None:
+    """Run a staged task config end to end (see the module docstring)."""
+    from safetensors.torch import load_file, save_file
+
+    from zoo.methods.base import MethodContext
+    from zoo.students import create_student, student_start_weights
+
+    quiet_lightning()
+    started = time.perf_counter()
+    run = StagedRun(cfg, say)
+    for stage in run.stages:  # every stage's data and teacher, before the run folder exists
+        run.data(stage.get("data", TASK_DATA))
+        run.teachers(stage.get("teacher"))
+    student = create_student(cfg, run.task_data, student_start_weights(cfg, run.task_data, say))
+    teacher_seconds = time.perf_counter() - started
+    run_dir, _ = prepare_run_dir(cfg)
+    carried, summaries, module = None, [], None
+    for k, stage in enumerate(run.stages, start=1):
+        folder = run_dir / "stages" / f"{k}-{stage['name']}"
+        if (folder / "done.json").is_file():
+            carried = load_file(folder / "state.safetensors")
+            summaries.append(json.loads((folder / "done.json").read_text()))
+            say(f"stage {k}/{len(run.stages)} {stage['name']}: done earlier, kept")
+            continue
+        data_name = stage.get("data", TASK_DATA)
+        datamodule, (teachers, _, _) = run.data(data_name), run.teachers(stage.get("teacher"))
+        stage_cfg = stage_config(cfg, stage, labelled=data_name == TASK_DATA)
+        L.seed_everything(int(cfg.seed) * 1000 + k, verbose=False)  # a stage depends on its start state alone
+        if module is not None:
+            module.close()
+        module = run.method_cls(student, teachers,
+                                MethodContext.of(run.task_data, stage_cfg.method, stage_cfg.optim))
+        if carried is not None:
+            load_carried(module, carried)
+        say(f"stage {k}/{len(run.stages)} {stage['name']}: {stage['epochs']} epoch(s) on {data_name} data, "
+            f"teacher {stage.get('teacher')}, losses {stage['losses']}")
+        summary = fit_stage(stage_cfg, folder, module, datamodule, callbacks, stage)
+        if summary is None:
+            return None  # a non-zero rank of a distributed run
+        save_file({key: value.detach().contiguous() for key, value in module.state_dict().items()},
+                  str(folder / "state.safetensors"))
+        atomic_write_text(folder / "done.json", json.dumps(summary, indent=2, sort_keys=True))
+        carried, summaries = module.state_dict(), [*summaries, summary]
+    if module is None:  # every stage was done: a run killed while it evaluated
+        module = run.method_cls(student, run.teachers(run.stages[-1].get("teacher"))[0],
+                                MethodContext.of(run.task_data, stage_config(cfg, run.stages[-1], True).method,
+                                                 cfg.optim))
+        load_carried(module, carried)
+    student = module.student
+    from zoo.weights import save_weights
+
+    save_weights(student, run_dir / "student.safetensors")
+    infos, metrics = [], {}
+    for role in dict.fromkeys(stage.get("teacher") for stage in run.stages):
+        if role is not None:
+            _, role_infos, role_metrics = run.teachers(role)
+            infos += role_infos
+            metrics = role_metrics  # the last stage's teacher is the one the student is judged against
+    queries = {"forward_passes": sum(s["teacher_calls"]["forward_passes"] for s in summaries),
+               "samples": sum(s["teacher_calls"]["samples"] for s in summaries)}
+    wall = {"teachers": teacher_seconds, "fit": sum(s["wall_s"] for s in summaries),
+            **{f"stage:{s['name']}": s["wall_s"] for s in summaries}}
+    return finish_run(cfg, run_dir, student, run.task_data, module, infos, metrics, queries, wall, started,
+                      1, say, stages=summaries)
+
+
+def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks: list | None,
+              stage: dict[str, Any]) -> dict[str, Any] | None:
+    """One stage's fit in its folder, resumed from its last epoch when one is saved; its summary."""
+    log = StageLog()
+    arguments = trainer_arguments(stage_cfg, folder)
+    arguments["callbacks"] += [log, *(callbacks or [])]
+    trainer = L.Trainer(**arguments)
+    last = folder / "checkpoints" / "last.ckpt"
+    resume_from = str(last) if stage_cfg.run.resume and last.is_file() else None
+    if resume_from:
+        from zoo.runs import _check_checkpoint
+
+        _check_checkpoint(last)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
+    except SystemExit as stop:
+        raise ZooError(f"training interrupted in stage {stage['name']}; its last finished epoch is saved in "
+                       f"{folder}", f"resume with the same command and run.id={folder.parent.parent.name}") from stop
+    if not trainer.is_global_zero:
+        return None
+    return {"name": stage["name"], "data": stage.get("data", TASK_DATA), "teacher": stage.get("teacher"),
+            "losses": stage["losses"], "epochs": int(stage["epochs"]), "steps": int(trainer.global_step),
+            "wall_s": round(log.seconds, 3), "teacher_calls": dict(module.teacher_calls),
+            "curve": log.points, "curve_window": log.window}
