@@ -8,12 +8,15 @@ same whether or not the run is distributed.
 """
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from zoo.errors import DataError
 
 
 class TensorDictDataset(Dataset):
@@ -60,6 +63,18 @@ def fixed_split(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.n
     order = np.random.default_rng(seed).permutation(n)
     n_val, n_test = round(n * fractions[0]), round(n * fractions[1])
     return np.sort(order[n_val + n_test:]), np.sort(order[:n_val]), np.sort(order[n_val:n_val + n_test])
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a UTF-8 file, a byte-order mark dropped; bytes that are not UTF-8 are an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:  # decoded whole for speed; the line is counted only on failure
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise DataError(f"{path}:{line}: not UTF-8 (byte {data[err.start]:#04x} at column {column})",
+                        f"convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 '{path}' > converted.txt") from err
 
 
 def fingerprint(*arrays: Any) -> str:

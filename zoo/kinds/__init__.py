@@ -27,6 +27,10 @@ from typing import Any
 
 from zoo.registry import KINDS
 
+# Kinds of data that only feed stages of a staged run (ERNIE-Tiny's general distillation reads unlabelled text): no
+# task is judged, exported or ranked on them, so they have no Kind; the stages evaluate on the task's own data.
+STAGE_ONLY_KINDS = ("unlabelled_text",)
+
 
 def _no_context(loaded_run: Any) -> dict[str, Any]:
     return {}
@@ -54,4 +58,4 @@ def kind_of(datamodule: Any) -> Kind:
     return KINDS.get(datamodule.kind)
 
 
-__all__ = ["KINDS", "Kind", "kind_of"]
+__all__ = ["KINDS", "STAGE_ONLY_KINDS", "Kind", "kind_of"]
