@@ -152,7 +152,7 @@ TINY_RECIPE = "{epochs: 1, seed: 0, pretrained: false, optim: {name: adamw, lr: 
 
 def tiny_staged(tmp_path, *extra, epochs=(1, 1, 3, 1)):
     """ernie_tiny_tweets on a small CSV in the corpus' format, tiny random BERTs, two teachers trained by recipe,
-    the same CSV as the general text: seconds per run."""
+    a few lines of general text: seconds per run."""
     csv_path = write_tweets(tmp_path / "t.csv")
     cfg = compose("ernie_tiny_tweets", [
         f"data.path={csv_path}", "data.train_subset=null", "student.arch=bert-l2-h32.classifier",
@@ -161,9 +161,12 @@ def tiny_staged(tmp_path, *extra, epochs=(1, 1, 3, 1)):
         "teacher.roles.finetuned.recipe.pretrained=false", "teacher.roles.finetuned.recipe.epochs=1",
         "trainer.enable_progress_bar=false", f"run.root={tmp_path / 'runs'}",
         *extra, *(f"stages.{k}.epochs={n}" for k, n in enumerate(epochs))])
-    OmegaConf.set_struct(cfg, False)
-    cfg.datasets.general = cfg.data.copy()  # labelled text serves as general text: its labels go unused
-    OmegaConf.set_struct(cfg, True)
+    general = tmp_path / "general.txt"
+    general.write_text("\n".join(f"the {w} of the city was said to be {v} today"
+                                 for w in ("news", "road", "car") for v in ("great", "awful", "fine")) + "\n")
+    cfg.datasets.general.sources = [{"format": "lines", "path": str(general)}]
+    cfg.datasets.general.max_length, cfg.datasets.general.epoch_size = 16, 24
+    cfg.datasets.general.batch_size = 8
     return cfg
 
 
@@ -247,3 +250,36 @@ def test_hard_labels_on_unlabelled_text_is_an_error(tmp_path):
     del batch["targets"]
     with pytest.raises(ZooError, match="the hard-label loss needs labels"):
         method.losses(batch)
+
+
+@pytest.mark.parametrize("glue_task, stages", [("sst2", "ernie_tiny_paper"), ("mnli", "tinybert_paper")])
+def test_the_paper_task_composes_and_runs_a_step_of_every_stage_on_glue_files(tmp_path, glue_task, stages):
+    """ernie_tiny_glue with tiny random BERTs in place of BERT-base and TinyBERT-4, on TSVs in the real layout."""
+    from tests.test_glue import mnli, sst2
+    from zoo.train import train
+
+    folder = (sst2 if glue_task == "sst2" else mnli)(tmp_path / glue_task, n_train=40, n_dev=8)
+    general = tmp_path / "corpus.txt"
+    general.write_text("".join(f"sentence number {i} of a plain english corpus , one per line .\n" for i in range(40)))
+    cfg = compose("ernie_tiny_glue", [
+        f"stages={stages}", f"data.task={glue_task}", f"data.path={folder}", "data.batch_size=8",
+        "datasets.general.max_length=16", "datasets.general.batch_size=8", "datasets.general.epoch_size=16",
+        f"datasets.general.sources=[{{format: lines, path: '{general}'}}]", "trainer=cpu", "trainer.fast_dev_run=true",
+        "trainer.enable_progress_bar=false", "student.arch=bert-l2-h32.classifier",
+        "teacher.roles.pretrained.arch=bert-l2-h32.classifier", "teacher.roles.pretrained.pretrained=false",
+        f"+teacher.roles.pretrained.recipe={TINY_RECIPE}", "teacher.roles.finetuned.arch=bert-l2-h32.classifier",
+        "teacher.roles.finetuned.recipe.pretrained=false", "teacher.roles.finetuned.recipe.epochs=1",
+        f"run.root={tmp_path / 'runs'}"])
+    assert cfg.student.arch == "bert-l2-h32.classifier"
+    result = train(cfg, say=lambda *_: None)
+    expected = ["gd", "ged", "tad", "tsd"] if stages == "ernie_tiny_paper" else ["gd", "tad", "tsd"]
+    assert [stage["name"] for stage in result.record.stages] == expected
+    assert all(stage["steps"] == 1 for stage in result.record.stages)  # fast_dev_run: one batch per stage
+    assert result.record.data["task"] == glue_task and 0.0 <= result.record.metrics["test/acc"] <= 1.0
+
+
+def test_the_paper_models_have_the_paper_sizes():
+    from zoo.archs import count_params, create
+
+    student = create("tinybert-l4-h312.classifier", 2, (), tokenizer="minilm")
+    assert 14_000_000 < count_params(student) < 14_700_000  # TinyBERT-4: 14.5M with its head

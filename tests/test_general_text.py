@@ -143,7 +143,7 @@ def test_bad_sources_are_one_line_errors_naming_file_and_line(tmp_path):
     with pytest.raises(DataError, match=r"give 38 tokens, fewer than one sequence of data.max_length - 2 = 62"):
         general([{"format": "lines", "path": str(write_lines(tmp_path / "short.txt", LINES[:3]))}])
     with pytest.raises(DataError, match=r"has only a train split"):
-        general([{"format": "lines", "path": str(lines)}], max_length=8).val_dataloader()
+        general([{"format": "lines", "path": str(lines)}], max_length=8).test_dataloader()
 
 
 DEBIAN = [Path("/usr/share/wordnet/data.noun"), Path("/usr/share/games/fortunes/fortunes")]

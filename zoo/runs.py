@@ -43,6 +43,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=r".*The number of training batches .* is smaller than the logging.*")
+    # a stage on unlabelled text (zoo.staged) has no validation batches, on purpose
+    warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -230,6 +230,7 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         summary = fit_stage(stage_cfg, folder, module, datamodule, callbacks, stage)
         if summary is None:
             return None  # a non-zero rank of a distributed run
+        folder.mkdir(parents=True, exist_ok=True)  # a smoke run (fast_dev_run) writes no checkpoint or log there
         save_file({key: value.detach().contiguous() for key, value in module.state_dict().items()},
                   str(folder / "state.safetensors"))
         atomic_write_text(folder / "done.json", json.dumps(summary, indent=2, sort_keys=True))

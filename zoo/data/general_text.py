@@ -233,7 +233,9 @@ class GeneralTextDataModule(ZooDataModule):
                 "sequences": len(self.splits["train"].sequences), "sources": self.sources}
 
     def val_dataloader(self):
+        """No batches: unlabelled text has nothing to validate (a stage on it skips validation, even a smoke run's)."""
+        return []
+
+    def test_dataloader(self):
         raise DataError("general_text has only a train split (unlabelled text for distillation stages)",
                         "validate and test on the task's own data")
-
-    test_dataloader = val_dataloader
