@@ -212,6 +212,9 @@ def test_a_staged_run_killed_in_stage_3_resumes_there_to_the_same_weights(tmp_pa
     assert "test/macro_f1" in resumed.record.metrics and not any("projection" in k for k in after)
     assert set(resumed.record.wall_time_s) >= {"stage:gd", "stage:tsd", "eval", "total"}
     assert json.loads((stages / "3-tad" / "done.json").read_text())["teacher"] == "finetuned"
+    # both roles are the record's teachers; the metrics are the last stage's teacher's
+    assert [t.role for t in resumed.record.teachers] == ["pretrained", "finetuned"]
+    assert [t.role for t in resumed.record.judged_teachers()] == ["finetuned"] and resumed.record.teacher_metrics
 
 
 def test_labels_only_needs_no_teacher(tmp_path):

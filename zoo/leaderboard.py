@@ -142,7 +142,7 @@ def untrained(config: dict[str, Any]) -> bool:
 def teacher_label(record: Record) -> str:
     """The teachers of a record, with what the method used them for where it says (``teacher_use``): a dense
     baseline only trains on candidates its SPLADE teacher mined, and should not read as distilled from it."""
-    names = " + ".join(t.name for t in record.teachers)
+    names = " + ".join(t.name + (f" [{t.role}]" if t.role else "") for t in record.teachers)
     if not names:
         return "—"
     use = declared(record.method, "teacher_use", "")
@@ -290,10 +290,11 @@ def teacher_rows(records: list[Record]) -> list[Row]:
     """The teachers themselves, as evaluated on the same test split inside the students' runs."""
     seen: dict[str, Record] = {}
     for record in records:
-        if record.teachers and record.teacher_metrics:
-            seen.setdefault(" + ".join(t.name for t in record.teachers), record)
+        if record.judged_teachers() and record.teacher_metrics:
+            seen.setdefault(" + ".join(t.name for t in record.judged_teachers()), record)
     return [Row("teacher", "measured", {k: [v] for k, v in record.teacher_metrics.items() if k.startswith("test/")},
-                "", name, sum(t.params for t in record.teachers), sum(t.flops or 0 for t in record.teachers) or None,
+                "", name, sum(t.params for t in record.judged_teachers()),
+                sum(t.flops or 0 for t in record.judged_teachers()) or None,
                 "the teacher, evaluated inside the run of a student", [record])
             for name, record in sorted(seen.items())]
 

@@ -32,6 +32,7 @@ class ModelInfo:
     params: int        # parameter count
     weights: str | None = None  # where the weights came from (file or cache key)
     flops: int | None = None    # forward FLOPs per sample (2 per multiply-add)
+    role: str | None = None     # a staged run's teacher role (zoo.staged), e.g. "pretrained"; None elsewhere
 
 
 @dataclass
@@ -54,6 +55,13 @@ class Record:
     created: str = ""
     schema: int = SCHEMA_VERSION
     stages: list[dict[str, Any]] = field(default_factory=list)  # a staged run's stages, in order (zoo.staged)
+
+    def judged_teachers(self) -> list[ModelInfo]:
+        """The teachers whose test metrics are ``teacher_metrics``: all of them, except in a staged run, where it is
+        the last stage's role (an earlier role's teacher may not even classify)."""
+        if not self.stages:
+            return list(self.teachers)
+        return [t for t in self.teachers if t.role == self.stages[-1].get("teacher")]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

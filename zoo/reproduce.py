@@ -210,7 +210,7 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
             result = train(cfg, say=say)
             scores[label].append(float(result.record.metrics[metric]))
             if result.record.teacher_metrics:
-                teachers = " + ".join(t.name for t in result.record.teachers)
+                teachers = " + ".join(t.name for t in result.record.judged_teachers())
                 teacher_scores.setdefault(teachers, float(result.record.teacher_metrics[metric]))
             records.append(str(result.run_dir / "record.json"))
 

@@ -163,7 +163,10 @@ class StagedRun:
             # Only the last stage's teacher is measured on the task: the record compares the student with it, and
             # an earlier role's may not classify at all (a pretrained encoder with an untrained head).
             measure = role == self.stages[-1].get("teacher")
-            self._teachers[role] = prepare_teachers(role_cfg, self.task_data, self.say, measure=measure)
+            teachers, infos, metrics = prepare_teachers(role_cfg, self.task_data, self.say, measure=measure)
+            for info in infos:
+                info.role = role
+            self._teachers[role] = (teachers, infos, metrics)
             if not measure:
                 self.say(f"teacher role '{role}': {' + '.join(info.name for info in self._teachers[role][1])}")
         return self._teachers[role]
