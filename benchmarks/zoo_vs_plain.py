@@ -6,7 +6,7 @@ side in one process, interleaved (alternating which goes first), median of repea
   zoo    method=ce as the zoo runs it: compose -> DATASETS -> create ->
          METHODS["ce"] (a DistillModule) -> Lightning Trainer.fit (max_epochs=E,
          no logger, checkpointing, progress bar, validation or sanity steps;
-         with --as-train, zoo.train.trainer_arguments instead: CSV logger and a
+         with --as-train, zoo.fitting.trainer_arguments instead: CSV logger and a
          checkpoint every epoch, as `zoo train` writes them)
   plain  a hand-written loop: the same arch from zoo.archs.create and the same
          initial weights, the datamodule's train-split tensors indexed batch by
@@ -41,11 +41,11 @@ from torch.utils.data import DistributedSampler
 
 from zoo.archs import create
 from zoo.config import compose
+from zoo.fitting import trainer_arguments
 from zoo.methods.base import MethodContext, lr_lambda
 from zoo.records import hardware, package_versions
 from zoo.registry import DATASETS, METHODS
 from zoo.runs import quiet_lightning
-from zoo.train import trainer_arguments
 
 
 def fresh_student(cfg, datamodule) -> torch.nn.Module:

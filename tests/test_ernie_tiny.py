@@ -75,7 +75,7 @@ def test_layer_maps_fit_the_depths_or_say_why_not():
         layer_map([2, 4], 3, 6)
 
 
-def tiny_method(student_arch="bert-l2-h32.classifier", teacher=None, **method):
+def tiny_method(student_arch="bert-l2-h32.classifier", teacher=None, memory=None, **method):
     from zoo.archs import create
     from zoo.methods.base import MethodContext
     from zoo.methods.ernie_tiny import ErnieTiny
@@ -84,7 +84,7 @@ def tiny_method(student_arch="bert-l2-h32.classifier", teacher=None, **method):
     student = create(student_arch, 3, (), tokenizer="minilm")
     teachers = [teacher if teacher is not None else create("bert-l2-h32.classifier", 3, (), tokenizer="minilm")]
     context = MethodContext(kind="text_classification", method=cfg, optim=OmegaConf.create({}), num_classes=3,
-                            vocabulary="minilm")
+                            vocabulary="minilm", cache=memory)
     return ErnieTiny(student, teachers, context)
 
 
@@ -144,6 +144,26 @@ def test_unequal_widths_learn_projections_and_unequal_heads_need_probs_kl():
     losses = method.losses(two_sentences())
     losses["latent"].backward()
     assert method.hidden_projection.weight.grad.abs().sum() > 0 and method.student.head.weight.grad is None
+
+
+def test_the_teacher_memory_serves_the_same_view_once_per_sample_whatever_the_batch_padding():
+    from zoo.methods.ernie_tiny import TeacherMemory
+
+    torch.manual_seed(0)
+    method = tiny_method(memory=TeacherMemory(), losses={"latent": 1.0, "soft": 1.0})
+    method.student.eval()
+    batch = two_sentences()
+    fresh = method.losses(batch)
+    again = method.losses(batch)  # from memory: no second teacher pass
+    assert method.teacher_calls == {"forward_passes": 1, "samples": 2}
+    assert all(torch.allclose(fresh[k], again[k], atol=1e-6) for k in fresh)
+    # the short sentence alone: its stored view, cut to its own length, against a real pass without padding
+    alone = {"inputs": {k: v[1:, :3] for k, v in batch["inputs"].items()}, "index": torch.tensor([1])}
+    remembered = method.teacher_view(alone["inputs"], alone["index"])
+    assert method.teacher_calls["forward_passes"] == 1
+    real = method.teacher_view(alone["inputs"], None)
+    assert remembered.keys() == real.keys()
+    assert all(torch.allclose(remembered[k], real[k], atol=1e-5) for k in real)
 
 
 # -- staged runs ------------------------------------------------------------------------------------------------

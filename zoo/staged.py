@@ -36,8 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.atomic import atomic_write_text
 from zoo.errors import ConfigError, ZooError, did_you_mean
+from zoo.fitting import TrainResult, finish_run, trainer_arguments
 from zoo.runs import prepare_run_dir, quiet_lightning
-from zoo.train import TrainResult, finish_run, trainer_arguments
 
 STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method"}
 TASK_DATA = "task"
@@ -109,7 +109,7 @@ def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str,
             raise ConfigError(f"{where}: unknown teacher role '{teacher}'",
                               did_you_mean(str(teacher), roles, "teacher roles (teacher.roles)"))
         losses = stage.get("losses") or {}
-        wrong = sorted(set(losses) - set(loss_names))
+        wrong = sorted(set(losses) - set(loss_names)) if loss_names else []  # none declared: any name
         if not losses or wrong:
             raise ConfigError(f"{where}: losses {losses} " + (f"name unknown loss(es) {', '.join(wrong)}" if wrong
                                                                  else "are empty"),
@@ -128,11 +128,22 @@ class StagedRun:
 
         self.cfg, self.say = cfg, say
         self.method_cls = METHODS.get(cfg.method.name)
-        self.stages = check_stages(cfg, tuple(getattr(self.method_cls, "loss_names", ())))
+        self.stages = check_stages(cfg, self.method_cls.loss_names)
         self.task_data = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=int(cfg.seed))
         self.method_cls.check_kind(self.task_data.kind, cfg.method.name)
         self._data = {TASK_DATA: self.task_data}
         self._teachers: dict[str, tuple[list, list, dict]] = {}
+        self._memories: dict[tuple[str, str], Any] = {}
+
+    def memory(self, stage: dict[str, Any]):
+        """What the method keeps of its teacher on one data set between stages (``<method>.stage_memory``; ERNIE-Tiny:
+        the teacher's view of each task sample), shared by the stages of that teacher and data; None if nothing."""
+        key = (str(stage.get("teacher")), stage.get("data", TASK_DATA))
+        if key not in self._memories:
+            has_teacher = stage.get("teacher") is not None
+            self._memories[key] = self.method_cls.stage_memory(self.cfg.method, self.data(key[1])) if has_teacher \
+                else None
+        return self._memories[key]
 
     def data(self, name: str):
         """The data module of ``task`` or of ``datasets.<name>``, read once; it must share the task's vocabulary."""
@@ -225,7 +236,7 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         if module is not None:
             module.close()
         module = run.method_cls(student, teachers,
-                                MethodContext.of(run.task_data, stage_cfg.method, stage_cfg.optim))
+                                MethodContext.of(run.task_data, stage_cfg.method, stage_cfg.optim, run.memory(stage)))
         if carried is not None:
             load_carried(module, carried)
         say(f"stage {k}/{len(run.stages)} {stage['name']}: {stage['epochs']} epoch(s) on {data_name} data, "

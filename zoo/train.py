@@ -5,23 +5,14 @@ resume point), and at the end student.safetensors (the student alone) and record
 checkpoint but no record is resumed by giving its id again: ``zoo train task=... run.id=<id>``.
 """
 
-import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from zoo.errors import ZooError
-from zoo.records import ModelInfo, Record, git_commit, hardware, now_iso, package_versions, write_record
+from zoo.fitting import TrainResult, finish_run, trainer_arguments
+from zoo.records import ModelInfo
 from zoo.runs import prepare_run_dir, quiet_lightning
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    record: Record
 
 
 def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainResult | None:
@@ -88,40 +79,6 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
                       started, trainer.world_size, say)
 
 
-def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teacher_infos: list[ModelInfo],
-               teacher_metrics: dict[str, float], queries: dict[str, int], wall: dict[str, float], started: float,
-               world_size: int, say=print, stages: list[dict] | None = None) -> TrainResult:
-    """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record."""
-    from zoo.archs import count_flops, count_params
-    from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
-
-    eval_started = time.perf_counter()
-    device, context, limit = eval_device(cfg), module.evaluation_context(), smoke_limit(cfg)
-    metrics = {**evaluate(datamodule, [student], "val", device=device, limit_batches=limit, **context),
-               **evaluate(datamodule, [student], "test", device=device, limit_batches=limit, **context)}
-    eval_seconds = time.perf_counter() - eval_started
-    broken = sorted(name for name, value in metrics.items() if not math.isfinite(value))
-    if broken:  # a student that evaluates to NaN is no result: no record, so nothing can put it on a board
-        raise ZooError(f"the trained student's {', '.join(broken)} are not finite: no record was written",
-                       f"the weights are in {run_dir / 'student.safetensors'} for inspection; lower optim.lr")
-    wall = {name: round(seconds, 3) for name, seconds in
-            {**wall, "eval": eval_seconds, "total": time.perf_counter() - started}.items()}
-    record = Record(
-        task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
-        student=ModelInfo(name=cfg.student.arch, params=count_params(student),
-                          weights=str(run_dir / "student.safetensors"),
-                          flops=count_flops(student, datamodule.input_shape)),
-        teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
-        config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries, wall_time_s=wall,
-        data=datamodule.split_info(), git_commit=git_commit(), versions=package_versions(),
-        hardware={**hardware(), "world_size": world_size}, created=now_iso(), stages=list(stages or []),
-    )
-    write_record(record, run_dir / "record.json")
-    smoke = f"  (fast_dev_run: {limit} evaluation batch(es) only)" if limit else ""
-    say(f"{cfg.method.name} student {cfg.student.arch}: {headline(datamodule, metrics)}{smoke}  ->  {run_dir}")
-    return TrainResult(run_dir, record)
-
-
 def make_teacher_cache(cfg: DictConfig, datamodule, teachers: list, infos: list[ModelInfo]):
     """The teacher-output cache, where the task's kind allows one and the training inputs are deterministic."""
     from zoo.kinds import kind_of
@@ -136,22 +93,3 @@ def make_teacher_cache(cfg: DictConfig, datamodule, teachers: list, infos: list[
            "transform": datamodule.transform_fingerprint, "split": "train",
            "features": ",".join(cfg.method.get("teacher_features") or [])}
     return TeacherOutputCache(teacher_outputs_dir(), key, len(datamodule.splits["train"]))
-
-
-def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
-
-    from zoo.guards import StopOnNonFiniteLoss
-
-    args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    # One file, overwritten at the end of every epoch: the resume point.
-    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                                 enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True),
-                 StopOnNonFiniteLoss()]
-    if args.get("enable_progress_bar"):
-        callbacks.append(RichProgressBar(leave=False))
-    # CSVLogger writes logs/version_N, one per attempt: a resumed run keeps the earlier logs.
-    args.update(callbacks=callbacks, logger=CSVLogger(str(run_dir), name="logs"),
-                default_root_dir=str(run_dir), use_distributed_sampler=False, enable_model_summary=False)
-    return args

@@ -49,6 +49,7 @@ class MethodContext:
 class DistillModule(L.LightningModule):
     uses_teachers = True  # False for methods that train a student alone (baselines, teacher recipes)
     kinds: tuple[str, ...] = ()  # the task kinds this method trains on
+    loss_names: tuple[str, ...] = ()  # the losses a stage of a staged run may weigh (``zoo.staged``); none: any
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], context: MethodContext):
         super().__init__()
@@ -72,6 +73,12 @@ class DistillModule(L.LightningModule):
         """Whether training with ``method_cfg`` needs a teacher: ``uses_teachers``, unless a method's losses say
         otherwise (a stage of a staged run that trains on labels alone)."""
         return cls.uses_teachers
+
+    @classmethod
+    def stage_memory(cls, method_cfg: Any, datamodule) -> Any:
+        """What a staged run keeps for the method between the stages of one teacher on one data set, passed as the
+        context's ``cache`` (ERNIE-Tiny: the teacher's view of each task sample); None by default."""
+        return None
 
     @classmethod
     def student_kwargs(cls, method_cfg: Any) -> dict[str, Any]:

@@ -26,6 +26,10 @@ scores QKᵀ/√d (``attention: scores_mse``; ``probs_kl`` compares head-average
 KL(teacher ‖ student) per query, which also serves unequal head counts); one W_h shared by all layers; the
 soft-label temperature t = 1 with no t² factor (``temperature``). Students and teachers are BERT encoders with a
 pooled classifier (``zoo.archs.text.EncoderClassifier`` over a transformers BERT); one teacher per stage.
+
+Cost: in a staged run the teacher's view of each task sample (embeddings, mapped hidden states and scores, logits)
+is kept in memory (``TeacherMemory``, up to ``teacher_memory`` samples) and shared by the task stages of that
+teacher: it runs once per sample, not once per epoch; the record counts its real passes.
 """
 
 import torch
@@ -110,11 +114,16 @@ class BertStates:
     any attention implementation (sdpa, eager) serves."""
 
     def __init__(self, model: nn.Module, role: str):
-        layers = getattr(getattr(getattr(model, "encoder", None), "encoder", None), "layer", None)
-        if layers is None or not hasattr(model, "head") or not hasattr(layers[0].attention, "self"):
+        from transformers import BertModel
+
+        from zoo.archs.text import EncoderClassifier
+
+        if not (isinstance(model, EncoderClassifier) and isinstance(model.encoder, BertModel)):
+            inner = f" over a {type(model.encoder).__name__}" if isinstance(model, EncoderClassifier) else ""
             raise ConfigError(f"ernie_tiny reads the layers of a BERT encoder; the {role} is a "
-                              f"{type(model).__name__}", "use a *.classifier text arch built on BERT (zoo list archs)")
-        self.model, self.layers = model, list(layers)
+                              f"{type(model).__name__}{inner}", "use a BERT text arch: bert-*, tinybert-* or "
+                                                                "minilm.classifier (zoo list archs)")
+        self.model, self.layers = model, list(model.encoder.encoder.layer)
         self.depth = len(self.layers)
         self.width = int(model.encoder.config.hidden_size)
         self.heads = int(self.layers[0].attention.self.num_attention_heads)
@@ -162,6 +171,14 @@ class ErnieTiny(ClassificationModule):
     loss_names = LOSSES
 
     @classmethod
+    def stage_memory(cls, method_cfg, datamodule) -> "TeacherMemory | None":
+        """A store of the teacher's view of each training sample, for the stages of one teacher on ``datamodule``
+        (``zoo.staged``): labelled task data up to ``method.teacher_memory`` samples (0: none)."""
+        limit = int(method_cfg.get("teacher_memory", 0) or 0)
+        labelled = datamodule.num_classes is not None
+        return TeacherMemory() if labelled and 0 < len(datamodule.splits["train"]) <= limit else None
+
+    @classmethod
     def needs_teachers(cls, method_cfg) -> bool:
         weights = method_cfg.get("losses") or {}
         return any(float(weights.get(name, 0.0)) > 0 for name in ("latent", "soft"))
@@ -178,6 +195,9 @@ class ErnieTiny(ClassificationModule):
             raise ConfigError(f"method.attention={cfg.attention}", f"one of {', '.join(ATTENTION)}")
         if len(self.teachers) > 1:
             raise ConfigError("ernie_tiny learns from one teacher per stage", "give one teacher arch")
+        # the staged run's memory of the teacher comes as the context's cache; no teacher-output cache otherwise
+        self.memory = context.cache if isinstance(context.cache, TeacherMemory) else None
+        self.cache = None
         self.student_states = BertStates(student, "student")
         self.teacher_states = BertStates(self.teachers[0], "teacher") if self.teachers else None
         self.mapping: list[int] = []
@@ -219,27 +239,81 @@ class ErnieTiny(ClassificationModule):
             raise ConfigError("the hard-label loss needs labels, and this stage's data has none",
                               "give the stage labelled data (data: task) or drop 'hard' from its losses")
         student_hidden, student_logits = self.student_states.forward(inputs)
-        teacher_hidden = teacher_logits = None
-        if "latent" in wanted or "soft" in wanted:
-            with torch.no_grad():
-                teacher_hidden, teacher_logits = self.teacher_states.forward(inputs)
-            self.count_teacher_calls(1, len(mask))
+        teacher = self.teacher_view(inputs, batch.get("index")) if "latent" in wanted or "soft" in wanted else None
         losses = {}
         if "latent" in wanted:
-            losses["latent"] = self.latent_loss(student_hidden, teacher_hidden, mask)
+            losses["latent"] = self.latent_loss(student_hidden, teacher, mask)
         if "soft" in wanted:
-            losses["soft"] = soft_label_loss(student_logits, teacher_logits.float(), float(self.method_cfg.temperature))
+            losses["soft"] = soft_label_loss(student_logits, teacher["logits"], float(self.method_cfg.temperature))
         if "hard" in wanted:
             losses["hard"] = F.cross_entropy(student_logits, batch["targets"])
         return losses
 
-    def latent_loss(self, student_hidden, teacher_hidden, mask) -> torch.Tensor:
+    @torch.no_grad()
+    def teacher_view(self, inputs, index) -> dict[str, torch.Tensor]:
+        """What the losses read of the teacher: ``embedding`` [B, L, D], ``hidden_<n>`` [B, L, D] and ``scores_<n>``
+        [B, h, L, L] of each mapped layer n, ``logits`` [B, C]; from the run's memory of them where it has one
+        (``TeacherMemory``), else from a forward pass."""
+        memory = self.memory
+        length = inputs["input_ids"].shape[1]
+        if memory is not None and index is not None:
+            stored = memory.lookup(index, length)
+            if stored is not None:
+                return {name: value.to(self.device) for name, value in stored.items()}
+        hidden, logits = self.teacher_states.forward(inputs)
+        self.count_teacher_calls(1, len(logits))
+        view = {"embedding": hidden[0], "logits": logits.float()}
+        for n in self.mapping:
+            view[f"hidden_{n}"], view[f"scores_{n}"] = hidden[n], self.teacher_states.scores(n)
+        if memory is not None and index is not None:
+            memory.store(index, view, inputs["attention_mask"])
+        return view
+
+    def latent_loss(self, student_hidden, teacher: dict[str, torch.Tensor], mask) -> torch.Tensor:
         compare = attention_scores_mse if self.method_cfg.attention == "scores_mse" else attention_probs_kl
         total = self.parts["embedding"] * masked_mse(self.embedding_projection(student_hidden[0]),
-                                                     teacher_hidden[0], mask)
+                                                     teacher["embedding"], mask)
         for m, n in enumerate(self.mapping, start=1):
             total = total + self.parts["hidden"] * masked_mse(self.hidden_projection(student_hidden[m]),
-                                                              teacher_hidden[n], mask)
+                                                              teacher[f"hidden_{n}"], mask)
             total = total + self.parts["attention"] * compare(self.student_states.scores(m),
-                                                              self.teacher_states.scores(n), mask)
+                                                              teacher[f"scores_{n}"], mask)
         return total
+
+
+class TeacherMemory:
+    """A staged run's in-memory store of one teacher's view of each sample of one labelled data set, so that the
+    task stages (TAD, TSD), whose frozen teacher in eval mode sees the same tweets every epoch, run it once per
+    sample instead of once per epoch. Rows are kept at each sample's own length (padding cut off) and padded back to
+    the batch's length with zeros, which the losses mask; the record's teacher passes count only real ones."""
+
+    def __init__(self):
+        self.rows: dict[int, dict[str, torch.Tensor]] = {}
+
+    def store(self, index: torch.Tensor, view: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
+        lengths = mask.sum(1).tolist()
+        for row, (i, n) in enumerate(zip(index.tolist(), lengths, strict=True)):
+            self.rows[i] = {name: crop(value[row], n, name).detach().cpu() for name, value in view.items()}
+
+    def lookup(self, index: torch.Tensor, length: int) -> dict[str, torch.Tensor] | None:
+        rows = [self.rows.get(i) for i in index.tolist()]
+        if any(row is None for row in rows):
+            return None
+        return {name: torch.stack([pad(row[name], length, name) for row in rows]) for name in rows[0]}
+
+
+def crop(value: torch.Tensor, n: int, name: str) -> torch.Tensor:
+    """One sample's tensor without its padding: tokens are the first axis of states, the last two of scores."""
+    if name == "logits":
+        return value.clone()
+    return value[:, :n, :n].clone() if name.startswith("scores") else value[:n].clone()
+
+
+def pad(value: torch.Tensor, length: int, name: str) -> torch.Tensor:
+    """``crop`` undone with zeros, to the batch's ``length``."""
+    if name == "logits":
+        return value
+    extra = length - value.shape[-1 if name.startswith("scores") else 0]
+    if name.startswith("scores"):
+        return F.pad(value, (0, extra, 0, extra))
+    return F.pad(value, (0, 0, 0, extra))
