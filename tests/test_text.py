@@ -176,3 +176,23 @@ def test_lelp_on_real_tweets_against_kd_and_ce(runs, tmp_path):
     if not (beats("lelp", "kd") and beats("lelp", "ce")):
         pytest.xfail(f"claim fails: lelp {arms['lelp']['mean']:.4f} against kd {arms['kd']['mean']:.4f} and ce "
                      f"{arms['ce']['mean']:.4f}")
+
+
+def test_length_buckets_batch_similar_lengths_and_cover_every_text_once_per_epoch(tmp_path):
+    from zoo.data.labelled_text import LengthGroupedEpochs
+
+    lengths = [5 + (i * 37) % 60 for i in range(300)]
+    sampler = LengthGroupedEpochs(lengths, batch_size=16, pools=4, seed=0)
+    orders = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    assert sorted(orders[0]) == list(range(300)) and orders[0] == orders[2] and orders[0] != orders[1]
+    padded = [max(lengths[i] for i in orders[0][k:k + 16]) for k in range(0, 300, 16)]
+    shuffled = [max(lengths[i] for i in list(range(300))[k:k + 16]) for k in range(0, 300, 16)]
+    assert sum(padded) < 0.7 * sum(shuffled)  # grouped batches pad far less than arbitrary ones
+    shards = [list(LengthGroupedEpochs(lengths, 16, 4, seed=0, replicas=2, rank=r)) for r in (0, 1)]
+    assert not set(shards[0]) & set(shards[1]) and len(shards[0]) == len(shards[1]) == 144  # 18 full batches, 9 each
+    dm = tweets(write_tweets(tmp_path / "t.csv"), length_buckets=2, batch_size=16)
+    batches = list(dm.train_dataloader())
+    assert sorted(int(i) for b in batches for i in b["index"]) == list(range(len(dm.splits["train"])))

@@ -50,6 +50,12 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     if not (data_cfg.get("augment") or {}).get("enabled", False):
         data_cfg.pop("augment", None)  # switched-off augmentation is the same data as none: stored weights stay valid
+    # Length-grouped batches switched off are plain shuffled batches: stored weights from before the switch stay
+    # valid, and a recipe that switches it off for its teacher reads the same as one that does not mention it.
+    if not data_cfg.get("length_buckets", 1):
+        data_cfg.pop("length_buckets")
+    if not (recipe.get("data") or {}).get("length_buckets", 1):
+        recipe["data"].pop("length_buckets")
     if data_cfg.get("labels") == "fine":
         data_cfg.pop("labels")  # the labels every stored weights file was trained on before the switch existed
     if "teacher_runs" in data_cfg:  # a run mined from the teacher itself comes after it: it cannot change it

@@ -211,13 +211,21 @@ def bert_classifier(size: str, num_classes: int, pretrained: bool, tokenizer: st
     return EncoderClassifier(encoder, num_classes).train()
 
 
-def _register_bert(size: str) -> None:
-    def build(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-        return bert_classifier(size, num_classes, pretrained, tokenizer)
-
-    build.__name__ = size.replace("-", "_")
-    ARCHS.register(f"{size}.classifier")(build)
+@ARCHS.register("bert-base-uncased.classifier")
+def bert_base(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return bert_classifier("bert-base-uncased", num_classes, pretrained, tokenizer)
 
 
-for _size in BERT:
-    _register_bert(_size)
+@ARCHS.register("tinybert-l4-h312.classifier")
+def tinybert_4(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return bert_classifier("tinybert-l4-h312", num_classes, pretrained, tokenizer)
+
+
+@ARCHS.register("bert-l2-h192.classifier")
+def bert_l2_h192(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return bert_classifier("bert-l2-h192", num_classes, pretrained, tokenizer)
+
+
+@ARCHS.register("bert-l2-h32.classifier")
+def bert_l2_h32(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
+    return bert_classifier("bert-l2-h32", num_classes, pretrained, tokenizer)

@@ -121,12 +121,17 @@ class ZooDataModule(L.LightningDataModule):
                 "sizes": {k: len(v) for k, v in self.splits.items()},
                 "split_seed": int(self.cfg.split_seed)}
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.splits[split]
+    def world(self) -> tuple[int, int]:
+        """(number of processes, this one's rank) of the run the module serves; (1, 0) outside one."""
         trainer = getattr(self, "trainer", None)
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = None
-        if train or world > 1:
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, split: str, train: bool, sampler=None) -> DataLoader:
+        """``split``'s loader: shuffled by (seed, epoch) for training, sharded over the ranks of a distributed run;
+        ``sampler`` replaces the default order (a sampler with ``set_epoch``)."""
+        dataset = self.splits[split]
+        world, rank = self.world()
+        if sampler is None and (train or world > 1):
             sampler_cls = EpochTaggedSampler if getattr(dataset, "needs_epoch", False) else DistributedSampler
             sampler = sampler_cls(dataset, num_replicas=world, rank=rank, shuffle=train,
                                   seed=self.shuffle_seed, drop_last=False)
