@@ -8,7 +8,10 @@ them, and no stored teacher is needed). Reported: texts per second at the task's
 whole test split, and milliseconds per text at batch 1 over the first ``--single`` texts; the ratio is teacher time
 over student time.
 
-    python benchmarks/text_student_speed.py [--task lelp_tweets] [--threads N] [--rounds 3] [--out result.json]
+With ``--onnx`` both are exported to ONNX (the graph ``zoo export`` writes) and timed in onnxruntime on the CPU
+instead, one session per model with the same thread count.
+
+    python benchmarks/text_student_speed.py [--task lelp_tweets] [--onnx] [--threads N] [--rounds 3] [--out r.json]
 
 """
 
@@ -32,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--single", type=int, default=200, help="texts timed one at a time")
+    parser.add_argument("--onnx", action="store_true", help="time onnxruntime sessions instead of eager PyTorch")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     return parser.parse_args()
 
@@ -42,6 +46,31 @@ def seconds(model, batches) -> float:
         for inputs in batches:
             model(inputs)
     return time.perf_counter() - started
+
+
+def onnx_runner(model, name: str, folder: Path, threads: int, datamodule):
+    """``model`` exported as ``zoo export`` writes it and wrapped as a callable on input dicts (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    from zoo.archs.text import load_tokenizer
+    from zoo.export.profiles import load_profile
+    from zoo.export.text_classifier import TokenClassifier
+    from zoo.export.text_encoders import to_onnx
+    from zoo.export.text_runtime import OUTPUT
+
+    profile = load_profile("default")
+    path = folder / f"{name}.onnx"
+    tokenizer = load_tokenizer(datamodule.vocabulary)
+    to_onnx(TokenClassifier(model, tokenizer, datamodule.max_length, name), path, OUTPUT, profile.opset,
+            profile.exporter)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(inputs):
+        return session.run(None, {key: value.numpy() for key, value in inputs.items()})
+
+    return run
 
 
 def main() -> None:
@@ -57,6 +86,13 @@ def main() -> None:
         "teacher": create(archs["teacher"], datamodule.num_classes, ()).eval(),
         "student": create(cfg.student.arch, datamodule.num_classes, (), **student_arch_kwargs(cfg, datamodule)).eval(),
     }
+    params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
+    if args.onnx:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="text_speed_"))
+        threads = torch.get_num_threads()
+        models = {name: onnx_runner(model, name, folder, threads, datamodule) for name, model in models.items()}
     batched = [batch["inputs"] for batch in datamodule.eval_loader("test")]
     texts = sum(len(inputs["input_ids"]) for inputs in batched)
     single = [{key: value[i:i + 1, :int(inputs["attention_mask"][i].sum())] for key, value in inputs.items()}
@@ -68,17 +104,19 @@ def main() -> None:
         for name, model in models.items():
             timings[name]["batched"].append(seconds(model, batched))
             timings[name]["single"].append(seconds(model, single))
-    result = {"task": args.task, "texts": texts, "single_texts": len(single), "rounds": args.rounds,
+    result = {"task": args.task, "runtime": "onnxruntime" if args.onnx else "eager", "texts": texts,
+              "single_texts": len(single), "rounds": args.rounds,
               "threads": torch.get_num_threads(), "versions": package_versions(), "hardware": hardware()}
     for name in models:
         batched_s = statistics.median(timings[name]["batched"])
         single_s = statistics.median(timings[name]["single"])
-        result[name] = {"arch": archs[name], "params": sum(p.numel() for p in models[name].parameters()),
+        result[name] = {"arch": archs[name], "params": params[name],
                         "texts_per_s": texts / batched_s, "ms_per_text_batch1": 1000 * single_s / len(single)}
     for key in ("texts_per_s", "ms_per_text_batch1"):
         teacher, student = result["teacher"][key], result["student"][key]
         result[f"ratio_{key}"] = student / teacher if key == "texts_per_s" else teacher / student
-    print(f"{args.task}: {texts} test texts (batch {cfg.data.eval_batch_size}), {len(single)} at batch 1; "
+    print(f"{args.task} ({result['runtime']}): {texts} test texts (batch {cfg.data.eval_batch_size}), "
+          f"{len(single)} at batch 1; "
           f"{args.rounds} rounds, median; torch threads {torch.get_num_threads()}")
     for name in models:
         row = result[name]
@@ -88,6 +126,10 @@ def main() -> None:
           f"at batch 1")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.onnx:
+        import shutil
+
+        shutil.rmtree(folder)  # the two graphs were only for timing
 
 
 if __name__ == "__main__":
