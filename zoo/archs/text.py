@@ -164,68 +164,57 @@ def bow_small(num_classes: int, input_shape=(), pretrained: bool = False, tokeni
     return BagOfEmbeddings(num_classes, len(vocabulary), dim=64, hidden=64, pad_id=vocabulary.pad_token_id)
 
 
-def albert_classifier(size: str, num_classes: int, pretrained: bool, tokenizer: str | None) -> nn.Module:
-    from transformers import AlbertConfig, AlbertModel
+def encoder_classifier(family: str, size: str, num_classes: int, pretrained: bool,
+                       tokenizer: str | None) -> nn.Module:
+    """An ``EncoderClassifier`` over ``family`` (``albert`` or ``bert``) at ``size`` (a row of ``ALBERT`` / ``BERT``):
+    the published checkpoint with ``pretrained``, else a random init on the tokenizer's vocabulary."""
+    from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel
 
-    sizes = dict(ALBERT[size])
+    table, config_cls, model_cls = {"albert": (ALBERT, AlbertConfig, AlbertModel),
+                                    "bert": (BERT, BertConfig, BertModel)}[family]
+    sizes = dict(table[size])
     hub = sizes.pop("hub")
     if pretrained:
         if hub is None:
             raise ConfigError(f"{size} has no pretrained weights", "set pretrained=false")
-        encoder = from_hub(AlbertModel.from_pretrained, hub, f"{size} weights")
+        encoder = from_hub(model_cls.from_pretrained, hub, f"{size} weights")
     else:
         vocabulary = load_tokenizer(tokenizer or hub or "minilm")
-        encoder = AlbertModel(AlbertConfig(vocab_size=len(vocabulary), pad_token_id=vocabulary.pad_token_id,
-                                           max_position_embeddings=512, **sizes))
+        encoder = model_cls(config_cls(vocab_size=len(vocabulary), pad_token_id=vocabulary.pad_token_id,
+                                       max_position_embeddings=512, **sizes))
     return EncoderClassifier(encoder, num_classes).train()
 
 
 @ARCHS.register("albert-xxlarge-v2.classifier")
 def albert_xxlarge(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return albert_classifier("albert-xxlarge-v2", num_classes, pretrained, tokenizer)
+    return encoder_classifier("albert", "albert-xxlarge-v2", num_classes, pretrained, tokenizer)
 
 
 @ARCHS.register("albert-base-v2.classifier")
 def albert_base(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return albert_classifier("albert-base-v2", num_classes, pretrained, tokenizer)
+    return encoder_classifier("albert", "albert-base-v2", num_classes, pretrained, tokenizer)
 
 
 @ARCHS.register("albert-tiny.classifier")
 def albert_tiny(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return albert_classifier("albert-tiny", num_classes, pretrained, tokenizer)
-
-
-def bert_classifier(size: str, num_classes: int, pretrained: bool, tokenizer: str | None) -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    sizes = dict(BERT[size])
-    hub = sizes.pop("hub")
-    if pretrained:
-        if hub is None:
-            raise ConfigError(f"{size} has no pretrained weights", "set pretrained=false")
-        encoder = from_hub(BertModel.from_pretrained, hub, f"{size} weights")
-    else:
-        vocabulary = load_tokenizer(tokenizer or hub or "minilm")
-        encoder = BertModel(BertConfig(vocab_size=len(vocabulary), pad_token_id=vocabulary.pad_token_id,
-                                       max_position_embeddings=512, **sizes))
-    return EncoderClassifier(encoder, num_classes).train()
+    return encoder_classifier("albert", "albert-tiny", num_classes, pretrained, tokenizer)
 
 
 @ARCHS.register("bert-base-uncased.classifier")
 def bert_base(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return bert_classifier("bert-base-uncased", num_classes, pretrained, tokenizer)
+    return encoder_classifier("bert", "bert-base-uncased", num_classes, pretrained, tokenizer)
 
 
 @ARCHS.register("tinybert-l4-h312.classifier")
 def tinybert_4(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return bert_classifier("tinybert-l4-h312", num_classes, pretrained, tokenizer)
+    return encoder_classifier("bert", "tinybert-l4-h312", num_classes, pretrained, tokenizer)
 
 
 @ARCHS.register("bert-l2-h192.classifier")
 def bert_l2_h192(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return bert_classifier("bert-l2-h192", num_classes, pretrained, tokenizer)
+    return encoder_classifier("bert", "bert-l2-h192", num_classes, pretrained, tokenizer)
 
 
 @ARCHS.register("bert-l2-h32.classifier")
 def bert_l2_h32(num_classes: int, input_shape=(), pretrained: bool = False, tokenizer: str | None = None):
-    return bert_classifier("bert-l2-h32", num_classes, pretrained, tokenizer)
+    return encoder_classifier("bert", "bert-l2-h32", num_classes, pretrained, tokenizer)
