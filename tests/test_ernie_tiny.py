@@ -237,6 +237,20 @@ def test_a_staged_run_killed_in_stage_3_resumes_there_to_the_same_weights(tmp_pa
     assert [t.role for t in resumed.record.judged_teachers()] == ["finetuned"] and resumed.record.teacher_metrics
 
 
+def test_a_damaged_finished_stage_is_refused_in_one_line_not_reused(tmp_path):
+    from zoo.errors import CheckpointError
+    from zoo.train import train
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny_staged(tmp_path, "run.id=r"), callbacks=[KillInStage3().callback])
+    state = tmp_path / "runs" / "ernie_tiny_tweets" / "r" / "stages" / "2-ged" / "state.safetensors"
+    data = bytearray(state.read_bytes())
+    data[-8:] = b"\xff" * 8  # weights flipped inside the tensor data: safetensors would read them
+    state.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"2-ged/state.safetensors is missing or does not match its checksum"):
+        train(tiny_staged(tmp_path, "run.id=r"))
+
+
 def test_labels_only_needs_no_teacher(tmp_path):
     from zoo.train import train
 

@@ -35,9 +35,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.atomic import atomic_write_text
-from zoo.errors import ConfigError, ZooError, did_you_mean
+from zoo.errors import CheckpointError, ConfigError, ZooError, did_you_mean
 from zoo.fitting import TrainResult, finish_run, trainer_arguments
 from zoo.runs import prepare_run_dir, quiet_lightning
+from zoo.weights import save_weights, sha256_file
 
 STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method"}
 TASK_DATA = "task"
@@ -225,8 +226,8 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     for k, stage in enumerate(run.stages, start=1):
         folder = run_dir / "stages" / f"{k}-{stage['name']}"
         if (folder / "done.json").is_file():
-            carried = load_file(folder / "state.safetensors")
-            summaries.append(json.loads((folder / "done.json").read_text()))
+            summary = read_done(folder)
+            carried, summaries = load_file(folder / "state.safetensors"), [*summaries, summary]
             say(f"stage {k}/{len(run.stages)} {stage['name']}: done earlier, kept")
             continue
         data_name = stage.get("data", TASK_DATA)
@@ -247,6 +248,7 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         folder.mkdir(parents=True, exist_ok=True)  # a smoke run (fast_dev_run) writes no checkpoint or log there
         save_file({key: value.detach().contiguous() for key, value in module.state_dict().items()},
                   str(folder / "state.safetensors"))
+        summary["state_sha256"] = sha256_file(folder / "state.safetensors")  # done.json last: the stage's end
         atomic_write_text(folder / "done.json", json.dumps(summary, indent=2, sort_keys=True))
         carried, summaries = module.state_dict(), [*summaries, summary]
     if module is None:  # every stage was done: a run killed while it evaluated
@@ -255,8 +257,6 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
                                                  cfg.optim))
         load_carried(module, carried)
     student = module.student
-    from zoo.weights import save_weights
-
     save_weights(student, run_dir / "student.safetensors")
     infos, metrics = [], {}
     for role in dict.fromkeys(stage.get("teacher") for stage in run.stages):
@@ -270,6 +270,21 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
             **{f"stage:{s['name']}": s["wall_s"] for s in summaries}}
     return finish_run(cfg, run_dir, student, run.task_data, module, infos, metrics, queries, wall, started,
                       1, say, stages=summaries)
+
+
+def read_done(folder: Path) -> dict[str, Any]:
+    """A finished stage's summary, once its handed-on state is checked against the checksum the summary holds."""
+    try:
+        summary = json.loads((folder / "done.json").read_text())
+        expected = summary["state_sha256"]
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{folder / 'done.json'} is unreadable ({err})",
+                              f"delete {folder} to redo that stage") from err
+    state = folder / "state.safetensors"
+    if not state.is_file() or sha256_file(state) != expected:
+        raise CheckpointError(f"{state} is missing or does not match its checksum in done.json",
+                              f"nothing was changed; delete {folder} to redo that stage")
+    return summary
 
 
 def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks: list | None,
