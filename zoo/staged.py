@@ -222,7 +222,7 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     student = create_student(cfg, run.task_data, student_start_weights(cfg, run.task_data, say))
     teacher_seconds = time.perf_counter() - started
     run_dir, _ = prepare_run_dir(cfg)
-    carried, summaries, module = None, [], None
+    carried, summaries, module, rank_zero = None, [], None, True
     for k, stage in enumerate(run.stages, start=1):
         folder = run_dir / "stages" / f"{k}-{stage['name']}"
         if (folder / "done.json").is_file():
@@ -243,14 +243,17 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         say(f"stage {k}/{len(run.stages)} {stage['name']}: {stage['epochs']} epoch(s) on {data_name} data, "
             f"teacher {stage.get('teacher')}, losses {stage['losses']}")
         summary = fit_stage(stage_cfg, folder, module, datamodule, callbacks, stage)
-        if summary is None:
-            return None  # a non-zero rank of a distributed run
+        carried, rank_zero = module.state_dict(), summary is not None
+        if not rank_zero:  # another rank of a distributed run: it trains every stage, rank 0 keeps them
+            continue
         folder.mkdir(parents=True, exist_ok=True)  # a smoke run (fast_dev_run) writes no checkpoint or log there
-        save_file({key: value.detach().contiguous() for key, value in module.state_dict().items()},
+        save_file({key: value.detach().contiguous() for key, value in carried.items()},
                   str(folder / "state.safetensors"))
         summary["state_sha256"] = sha256_file(folder / "state.safetensors")  # done.json last: the stage's end
         atomic_write_text(folder / "done.json", json.dumps(summary, indent=2, sort_keys=True))
-        carried, summaries = module.state_dict(), [*summaries, summary]
+        summaries.append(summary)
+    if not rank_zero:
+        return None
     if module is None:  # every stage was done: a run killed while it evaluated
         module = run.method_cls(student, run.teachers(run.stages[-1].get("teacher"))[0],
                                 MethodContext.of(run.task_data, stage_config(cfg, run.stages[-1], True).method,
@@ -268,8 +271,9 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
                "samples": sum(s["teacher_calls"]["samples"] for s in summaries)}
     wall = {"teachers": teacher_seconds, "fit": sum(s["wall_s"] for s in summaries),
             **{f"stage:{s['name']}": s["wall_s"] for s in summaries}}
+    world_size = summaries[-1].get("world_size", 1)  # the last stage's processes
     return finish_run(cfg, run_dir, student, run.task_data, module, infos, metrics, queries, wall, started,
-                      1, say, stages=summaries)
+                      world_size, say, stages=summaries)
 
 
 def read_done(folder: Path) -> dict[str, Any]:
@@ -309,5 +313,6 @@ def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks
         return None
     return {"name": stage["name"], "data": stage.get("data", TASK_DATA), "teacher": stage.get("teacher"),
             "losses": stage["losses"], "epochs": int(stage["epochs"]), "steps": int(trainer.global_step),
-            "wall_s": round(log.seconds, 3), "teacher_calls": dict(module.teacher_calls),
+            "wall_s": round(log.seconds, 3), "world_size": trainer.world_size,
+            "teacher_calls": dict(module.total_teacher_calls),  # summed over the ranks at the end of the fit
             "curve": log.points, "curve_window": log.window}

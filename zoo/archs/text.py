@@ -177,11 +177,13 @@ def encoder_classifier(family: str, size: str, num_classes: int, pretrained: boo
     if pretrained:
         if hub is None:
             raise ConfigError(f"{size} has no pretrained weights", "set pretrained=false")
-        encoder = from_hub(model_cls.from_pretrained, hub, f"{size} weights")
+        encoder = from_hub(lambda name: model_cls.from_pretrained(name, add_pooling_layer=False), hub,
+                           f"{size} weights")
     else:
         vocabulary = load_tokenizer(tokenizer or hub or "minilm")
+        # no pooler: the classifier mean-pools, and a parameter no loss reaches stalls distributed training
         encoder = model_cls(config_cls(vocab_size=len(vocabulary), pad_token_id=vocabulary.pad_token_id,
-                                       max_position_embeddings=512, **sizes))
+                                       max_position_embeddings=512, **sizes), add_pooling_layer=False)
     return EncoderClassifier(encoder, num_classes).train()
 
 

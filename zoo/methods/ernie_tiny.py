@@ -215,6 +215,12 @@ class ErnieTiny(ClassificationModule):
         width_t = self.teacher_states.width if self.teacher_states is not None else width_s
         self.embedding_projection = nn.Linear(width_s, width_t) if width_s != width_t else nn.Identity()
         self.hidden_projection = nn.Linear(width_s, width_t) if width_s != width_t else nn.Identity()
+        # What this stage's losses do not reach is frozen for the stage (the head in GD, GED and TAD; the projections
+        # without the latent loss): it stays as it is, and distributed training sees no parameter without a gradient.
+        predicts = self.weights.get("soft", 0.0) > 0 or self.weights.get("hard", 0.0) > 0
+        student.head.requires_grad_(predicts)
+        for projection in (self.embedding_projection, self.hidden_projection):
+            projection.requires_grad_(self.weights.get("latent", 0.0) > 0)
 
     def close(self) -> None:
         super().close()
@@ -223,7 +229,8 @@ class ErnieTiny(ClassificationModule):
                 states.remove()
 
     def parameter_groups(self):
-        own = [*self.embedding_projection.parameters(), *self.hidden_projection.parameters()]
+        own = [p for module in (self.embedding_projection, self.hidden_projection) for p in module.parameters()
+               if p.requires_grad]
         return super().parameter_groups() + ([{"params": own}] if own else [])
 
     def loss_weights(self) -> dict[str, float]:
