@@ -7,8 +7,9 @@ For the task's two teacher roles (``pretrained``, ``finetuned``; the fine-tuned 
 task once), on ``--samples`` sequences of the general text and of the task's training texts, per teacher layer the
 stages distil from (the uniform map of the task's student): the relative change of the hidden states,
 ``Σ (H_ft − H_pre)² / Σ H_pre²`` over real tokens, and the mean KL(pretrained ‖ fine-tuned) of the head-averaged
-attention of each real query. Reported beside it: the teachers' test accuracy (the fine-tuned one's is stored) and
-the same change between two *pretrained* teachers' runs (0: the measure's floor).
+attention of each real query. Reported beside it: the fine-tuned teacher's test metrics by the task kind's own
+evaluation (accuracy, macro-F1; records keep the ones stored when it was trained) and the same change between two
+*pretrained* teachers' runs (0: the measure's floor).
 
     python benchmarks/ernie_tiny_premise.py [--task ernie_tiny_tweets] [--samples 512] [--out premise.json]
 """
@@ -21,6 +22,7 @@ import torch
 
 from zoo.archs import create, student_arch_kwargs
 from zoo.config import compose
+from zoo.evaluation import evaluate
 from zoo.methods.ernie_tiny import BertStates, attention_probs_kl, uniform_layer_map
 from zoo.records import hardware, package_versions
 from zoo.staged import StagedRun
@@ -65,13 +67,14 @@ def main() -> None:
     args = parse_args()
     cfg = compose(args.task)
     run = StagedRun(cfg, say=lambda *_: None)
-    (pre_models, _, _), (ft_models, _, ft_metrics) = run.teachers("pretrained"), run.teachers("finetuned")
+    (pre_models, _, _), (ft_models, _, _) = run.teachers("pretrained"), run.teachers("finetuned")
     pretrained, finetuned = BertStates(pre_models[0].eval(), "teacher"), BertStates(ft_models[0].eval(), "teacher")
     student = create(cfg.student.arch, run.task_data.num_classes, (), **student_arch_kwargs(cfg, run.task_data))
     layers = uniform_layer_map(BertStates(student, "student").depth, pretrained.depth)
     for states in (pretrained, finetuned):
         states.watch(layers)
     general = run.data("general")
+    ft_metrics = evaluate(run.task_data, [ft_models[0]], "test")  # with today's metrics (macro-F1 included)
     result = {"task": args.task, "samples": args.samples, "layers": layers, "finetuned_teacher": ft_metrics,
               "general": change(pretrained, finetuned, layers, batches(general, args.samples)),
               "task_text": change(pretrained, finetuned, layers, batches(run.task_data, args.samples)),
