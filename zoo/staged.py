@@ -52,7 +52,7 @@ class StageLog(L.Callback):
     def __init__(self, window: int = CURVE_WINDOW):
         self.window = window
         self.points: dict[str, list[float]] = {}
-        self._sums: dict[str, float] = {}
+        self._sums: dict[str, Any] = {}  # tensors on the training device until a window ends: no sync per step
         self._count = 0
         self._earlier_seconds, self._started = 0.0, time.perf_counter()
 
@@ -62,8 +62,8 @@ class StageLog(L.Callback):
         return self._earlier_seconds + time.perf_counter() - self._started
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        for name, value in getattr(module, "last_losses", {}).items():
-            self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        for name, value in module.last_losses.items():
+            self._sums[name] = self._sums.get(name, 0.0) + value.double()  # float64, as Python floats summed
         self._count += 1
         if self._count == self.window:
             self._flush()
@@ -74,11 +74,12 @@ class StageLog(L.Callback):
 
     def _flush(self) -> None:
         for name, total in self._sums.items():
-            self.points.setdefault(name, []).append(round(total / self._count, 6))
+            self.points.setdefault(name, []).append(round(float(total) / self._count, 6))
         self._sums, self._count = {}, 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"points": self.points, "sums": self._sums, "count": self._count, "seconds": self.seconds}
+        sums = {name: float(total) for name, total in self._sums.items()}
+        return {"points": self.points, "sums": sums, "count": self._count, "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.points, self._sums, self._count = state["points"], state["sums"], state["count"]
@@ -86,7 +87,8 @@ class StageLog(L.Callback):
 
 
 def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The stages as plain dicts, each checked against the config before any data is read or teacher built."""
+    """The stages as plain dicts, each checked against the config before any data is read or teacher built, with
+    the defaults filled in (``data: task``, ``teacher: null``)."""
     stages = OmegaConf.to_container(cfg.stages, resolve=True)
     datasets = list((cfg.get("datasets") or {}).keys())
     roles = list((cfg.teacher.get("roles") or {}).keys())
@@ -102,10 +104,12 @@ def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str,
         if stage["name"] in seen:
             raise ConfigError(f"{where}: two stages are named '{stage['name']}'", "give each stage its own name")
         seen.add(stage["name"])
-        data = stage.get("data", TASK_DATA)
+        stage.setdefault("data", TASK_DATA)
+        stage.setdefault("teacher", None)
+        data = stage["data"]
         if data != TASK_DATA and data not in datasets:
             raise ConfigError(f"{where}: unknown data '{data}'", did_you_mean(data, [TASK_DATA, *datasets], "data"))
-        teacher = stage.get("teacher")
+        teacher = stage["teacher"]
         if teacher is not None and teacher not in roles:
             raise ConfigError(f"{where}: unknown teacher role '{teacher}'",
                               did_you_mean(str(teacher), roles, "teacher roles (teacher.roles)"))
@@ -139,9 +143,9 @@ class StagedRun:
     def memory(self, stage: dict[str, Any]):
         """What the method keeps of its teacher on one data set between stages (``<method>.stage_memory``; ERNIE-Tiny:
         the teacher's view of each task sample), shared by the stages of that teacher and data; None if nothing."""
-        key = (str(stage.get("teacher")), stage.get("data", TASK_DATA))
+        key = (str(stage["teacher"]), stage["data"])
         if key not in self._memories:
-            has_teacher = stage.get("teacher") is not None
+            has_teacher = stage["teacher"] is not None
             self._memories[key] = self.method_cls.stage_memory(self.cfg.method, self.data(key[1])) if has_teacher \
                 else None
         return self._memories[key]
@@ -174,7 +178,7 @@ class StagedRun:
             role_cfg.teacher = with_defaults
             # Only the last stage's teacher is measured on the task: the record compares the student with it, and
             # an earlier role's may not classify at all (a pretrained encoder with an untrained head).
-            measure = role == self.stages[-1].get("teacher")
+            measure = role == self.stages[-1]["teacher"]
             teachers, infos, metrics = prepare_teachers(role_cfg, self.task_data, self.say, measure=measure)
             for info in infos:
                 info.role = role
@@ -217,8 +221,8 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     started = time.perf_counter()
     run = StagedRun(cfg, say)
     for stage in run.stages:  # every stage's data and teacher, before the run folder exists
-        run.data(stage.get("data", TASK_DATA))
-        run.teachers(stage.get("teacher"))
+        run.data(stage["data"])
+        run.teachers(stage["teacher"])
     student = create_student(cfg, run.task_data, student_start_weights(cfg, run.task_data, say))
     teacher_seconds = time.perf_counter() - started
     run_dir, _ = prepare_run_dir(cfg)
@@ -230,8 +234,8 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
             carried, summaries = load_file(folder / "state.safetensors"), [*summaries, summary]
             say(f"stage {k}/{len(run.stages)} {stage['name']}: done earlier, kept")
             continue
-        data_name = stage.get("data", TASK_DATA)
-        datamodule, (teachers, _, _) = run.data(data_name), run.teachers(stage.get("teacher"))
+        data_name = stage["data"]
+        datamodule, (teachers, _, _) = run.data(data_name), run.teachers(stage["teacher"])
         stage_cfg = stage_config(cfg, stage, labelled=data_name == TASK_DATA)
         L.seed_everything(int(cfg.seed) * 1000 + k, verbose=False)  # a stage depends on its start state alone
         if module is not None:
@@ -241,7 +245,7 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         if carried is not None:
             load_carried(module, carried)
         say(f"stage {k}/{len(run.stages)} {stage['name']}: {stage['epochs']} epoch(s) on {data_name} data, "
-            f"teacher {stage.get('teacher')}, losses {stage['losses']}")
+            f"teacher {stage['teacher']}, losses {stage['losses']}")
         summary = fit_stage(stage_cfg, folder, module, datamodule, callbacks, stage)
         carried, rank_zero = module.state_dict(), summary is not None
         if not rank_zero:  # another rank of a distributed run: it trains every stage, rank 0 keeps them
@@ -255,14 +259,14 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     if not rank_zero:
         return None
     if module is None:  # every stage was done: a run killed while it evaluated
-        module = run.method_cls(student, run.teachers(run.stages[-1].get("teacher"))[0],
+        module = run.method_cls(student, run.teachers(run.stages[-1]["teacher"])[0],
                                 MethodContext.of(run.task_data, stage_config(cfg, run.stages[-1], True).method,
                                                  cfg.optim))
         load_carried(module, carried)
     student = module.student
     save_weights(student, run_dir / "student.safetensors")
     infos, metrics = [], {}
-    for role in dict.fromkeys(stage.get("teacher") for stage in run.stages):
+    for role in dict.fromkeys(stage["teacher"] for stage in run.stages):
         if role is not None:
             _, role_infos, role_metrics = run.teachers(role)
             infos += role_infos
@@ -311,7 +315,7 @@ def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks
                        f"{folder}", f"resume with the same command and run.id={folder.parent.parent.name}") from stop
     if not trainer.is_global_zero:
         return None
-    return {"name": stage["name"], "data": stage.get("data", TASK_DATA), "teacher": stage.get("teacher"),
+    return {"name": stage["name"], "data": stage["data"], "teacher": stage["teacher"],
             "losses": stage["losses"], "epochs": int(stage["epochs"]), "steps": int(trainer.global_step),
             "wall_s": round(log.seconds, 3), "world_size": trainer.world_size,
             "teacher_calls": dict(module.total_teacher_calls),  # summed over the ranks at the end of the fit

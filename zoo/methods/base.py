@@ -64,6 +64,7 @@ class DistillModule(L.LightningModule):
         self.method_cfg, self.optim_cfg = context.method, context.optim
         self.teacher_calls = {"forward_passes": 0, "samples": 0}
         self.total_teacher_calls = dict(self.teacher_calls)  # summed over ranks at the end of fit
+        self.last_losses: dict[str, torch.Tensor] = {}  # the latest step's named losses (training_step)
         self.student_hooks = FeatureHooks(student, list(self.method_cfg.get("student_features") or []))
         self.teacher_hooks = [FeatureHooks(t, list(self.method_cfg.get("teacher_features") or []))
                               for t in self.teachers]
