@@ -65,6 +65,33 @@ def fixed_split(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.n
     return np.sort(order[n_val + n_test:]), np.sort(order[:n_val]), np.sort(order[n_val:n_val + n_test])
 
 
+def training_indices(train_idx: np.ndarray, cfg: Any) -> np.ndarray:
+    """The training split a data block asks for, out of ``train_idx`` (the training indices once val is held out).
+
+    ``train_subset: N`` keeps a fixed random N of them. ``train_slice: [start, stop]`` keeps positions start..stop of
+    one fixed permutation of them (seeded by ``split_seed``), so that blocks with non-overlapping slices never share
+    an example: an active-distillation task trains its imperfect teacher on one slice and draws its labelled set and
+    pool from another (``null`` ends are open). The two are exclusive.
+    """
+    subset, bounds = cfg.get("train_subset"), cfg.get("train_slice")
+    if subset and bounds is not None:
+        raise DataError("data.train_subset and data.train_slice are both set", "keep one of them")
+    if subset:
+        return np.sort(np.random.default_rng(int(cfg.split_seed) + 1)
+                       .choice(train_idx, min(int(subset), len(train_idx)), replace=False))
+    if bounds is None:
+        return train_idx
+    if len(bounds) != 2 or any(b is not None and (not isinstance(b, int) or b < 0) for b in bounds):
+        raise DataError(f"data.train_slice={list(bounds)!r} is not [start, stop]",
+                        "give two non-negative integers, or null for an open end, e.g. [0, 2000]")
+    order = np.random.default_rng(int(cfg.split_seed) + 2).permutation(len(train_idx))
+    picked = order[slice(*bounds)]
+    if len(picked) == 0:
+        raise DataError(f"data.train_slice={list(bounds)!r} is empty: the training split has {len(train_idx)} "
+                        "examples")
+    return np.sort(train_idx[picked])
+
+
 def read_utf8(path: Path) -> str:
     """The text of a UTF-8 file, a byte-order mark dropped; bytes that are not UTF-8 are an error naming the line."""
     data = path.read_bytes()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.data.base import TensorDictDataset, ZooDataModule, fingerprint
+from zoo.data.base import TensorDictDataset, ZooDataModule, fingerprint, training_indices
 from zoo.data.region_crops import CropSpec, RandomCropTrainSet
 from zoo.errors import DataError
 from zoo.registry import DATASETS
@@ -97,9 +97,7 @@ class FashionMNISTDataModule(ZooDataModule):
         order = np.random.default_rng(int(cfg.split_seed)).permutation(len(train_y))
         val_idx = np.sort(order[: int(cfg.val_size)])
         train_idx = np.sort(order[int(cfg.val_size):])
-        if cfg.train_subset:
-            train_idx = np.sort(np.random.default_rng(int(cfg.split_seed) + 1)
-                                .choice(train_idx, int(cfg.train_subset), replace=False))
+        train_idx = training_indices(train_idx, cfg)
         augment = cfg.get("augment")
         if augment is not None and augment.enabled:
             spec = CropSpec.from_config(augment)
