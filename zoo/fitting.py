@@ -1,6 +1,7 @@
-"""What every shape of run shares around its fits (``zoo.train``: one fit; ``zoo.staged``: one per stage): the
-Lightning Trainer's arguments (resume checkpoint, logger, guards) and the end of a run, where the trained student
-is evaluated on val and test and the run record is written."""
+"""What every shape of run shares around its fits (``zoo.train``: one fit; ``zoo.staged``: one per stage;
+``zoo.active``: one per round): the Lightning Trainer's arguments (resume checkpoint, logger, guards), a fit that
+lives in a folder of its own and resumes there, and the end of a run, where the trained student is evaluated on val
+and test and the run record is written."""
 
 import math
 import time
@@ -22,7 +23,8 @@ class TrainResult:
 
 def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teacher_infos: list[ModelInfo],
                teacher_metrics: dict[str, float], queries: dict[str, int], wall: dict[str, float], started: float,
-               world_size: int, say=print, stages: list[dict] | None = None) -> TrainResult:
+               world_size: int, say=print, stages: list[dict] | None = None,
+               rounds: list[dict] | None = None) -> TrainResult:
     """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record."""
     from zoo.archs import count_flops, count_params
     from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
@@ -47,6 +49,7 @@ def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teac
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries, wall_time_s=wall,
         data=datamodule.split_info(), git_commit=git_commit(), versions=package_versions(),
         hardware={**hardware(), "world_size": world_size}, created=now_iso(), stages=list(stages or []),
+        rounds=list(rounds or []),
     )
     write_record(record, run_dir / "record.json")
     smoke = f"  (fast_dev_run: {limit} evaluation batch(es) only)" if limit else ""
@@ -71,3 +74,26 @@ def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     args.update(callbacks=callbacks, logger=CSVLogger(str(run_dir), name="logs"),
                 default_root_dir=str(run_dir), use_distributed_sampler=False, enable_model_summary=False)
     return args
+
+
+def fit_in_folder(cfg: DictConfig, folder: Path, module, datamodule, callbacks: list | None, interrupted: str,
+                  hint: str):
+    """One Lightning fit whose checkpoints and logs live in ``folder`` (a stage's, a round's), resumed from its last
+    finished epoch when one is saved there; returns the Trainer. Ctrl-C is a ``ZooError`` saying ``interrupted``
+    with ``hint``."""
+    import lightning as L
+
+    from zoo.runs import _check_checkpoint
+
+    arguments = trainer_arguments(cfg, folder)
+    arguments["callbacks"] += list(callbacks or [])
+    trainer = L.Trainer(**arguments)
+    last = folder / "checkpoints" / "last.ckpt"
+    resume_from = str(last) if cfg.run.resume and last.is_file() else None
+    if resume_from:
+        _check_checkpoint(last)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
+    except SystemExit as stop:  # Lightning turns Ctrl-C into a graceful stop, then exits
+        raise ZooError(interrupted, hint) from stop
+    return trainer

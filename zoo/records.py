@@ -55,6 +55,7 @@ class Record:
     created: str = ""
     schema: int = SCHEMA_VERSION
     stages: list[dict[str, Any]] = field(default_factory=list)  # a staged run's stages, in order (zoo.staged)
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # an active run's rounds, in order (zoo.active)
 
     def judged_teachers(self) -> list[ModelInfo]:
         """The teachers whose test metrics are ``teacher_metrics``: all of them, except in a staged run, where it is

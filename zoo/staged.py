@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.atomic import atomic_write_text
 from zoo.errors import CheckpointError, ConfigError, ZooError, did_you_mean
-from zoo.fitting import TrainResult, finish_run, trainer_arguments
+from zoo.fitting import TrainResult, finish_run, fit_in_folder
 from zoo.runs import prepare_run_dir, quiet_lightning
 from zoo.weights import save_weights, sha256_file
 
@@ -299,20 +299,9 @@ def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks
               stage: dict[str, Any]) -> dict[str, Any] | None:
     """One stage's fit in its folder, resumed from its last epoch when one is saved; its summary."""
     log = StageLog()
-    arguments = trainer_arguments(stage_cfg, folder)
-    arguments["callbacks"] += [log, *(callbacks or [])]
-    trainer = L.Trainer(**arguments)
-    last = folder / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if stage_cfg.run.resume and last.is_file() else None
-    if resume_from:
-        from zoo.runs import _check_checkpoint
-
-        _check_checkpoint(last)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
-    except SystemExit as stop:
-        raise ZooError(f"training interrupted in stage {stage['name']}; its last finished epoch is saved in "
-                       f"{folder}", f"resume with the same command and run.id={folder.parent.parent.name}") from stop
+    trainer = fit_in_folder(stage_cfg, folder, module, datamodule, [log, *(callbacks or [])],
+                            f"training interrupted in stage {stage['name']}; its last finished epoch is saved in "
+                            f"{folder}", f"resume with the same command and run.id={folder.parent.parent.name}")
     if not trainer.is_global_zero:
         return None
     return {"name": stage["name"], "data": stage["data"], "teacher": stage["teacher"],

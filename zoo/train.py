@@ -32,6 +32,10 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         from zoo.staged import train_staged
 
         return train_staged(cfg, say, callbacks)
+    if cfg.get("active"):  # an active run: rounds of choose, query the teacher, retrain (zoo.active)
+        from zoo.active import train_active
+
+        return train_active(cfg, say, callbacks)
     quiet_lightning()
     started = time.perf_counter()
     method_cls, data_cls = METHODS.get(cfg.method.name), DATASETS.get(cfg.data.name)
