@@ -253,3 +253,63 @@ def test_record_rounds_survive_a_round_trip(tmp_path):
            "wall_time_s": {}, "data": {}, "rounds": [{"round": 0, "queries_total": 0}]}
     path.write_text(json.dumps(raw))
     assert read_record(path).rounds == raw["rounds"]
+
+
+@pytest.mark.parametrize("task", ["rad_cifar10", "rad_svhn"])
+def test_paper_tasks_run_on_fixtures_in_the_real_formats(runs, tmp_path, task):
+    """The paper tasks as shipped (ResNet-50 teacher, ResNet-18 student), on a few dozen images written in the
+    official formats, with the sizes shrunk to fit and the fits cut to one batch."""
+    from tests.test_cifar_svhn import fake_cifar10, fake_svhn
+    from zoo.config import compose
+    from zoo.train import train
+
+    root = fake_cifar10(tmp_path) if task == "rad_cifar10" else fake_svhn(tmp_path, train=60)
+    cfg = compose(task, [*runs, f"data.root={root}", "data.val_size=10", "data.train_slice=[10,null]",
+                         "teacher.recipe.data.train_slice=[0,10]", "teacher.recipe.epochs=1", "active.labelled=8",
+                         "active.pool=30", "active.validation=5", "active.rounds=2", "active.budget=4",
+                         "active.fixed_mistakes=3", "trainer=cpu", "trainer.fast_dev_run=true",
+                         "trainer.enable_progress_bar=false"])
+    record = train(cfg, say=lambda *a: None).record
+    assert record.teacher_queries["queries"] == 8 and record.teacher_queries["validation"] == 5
+    assert [r["queries_total"] for r in record.rounds] == [0, 4, 8]
+
+
+def round_record(run_id: str, selector: str, seed: int, accs: list[float], wrong: list[float]):
+    """An rad_fashion_mnist record with only what a board reads: two rounds of 100 queries."""
+    from zoo.records import ModelInfo, Record
+
+    rounds = [{"round": i, "queries_total": 100 * i, "metrics": {"test/acc": acc},
+               **({"teacher_wrong": wrong[i - 1]} if i else {})} for i, acc in enumerate(accs)]
+    return Record(task="rad_fashion_mnist", run_id=run_id, method="active_kd", seed=seed,
+                  student=ModelInfo("mlp.small", 101_770, flops=203_000),
+                  teachers=[ModelInfo("convnet.base", 94_186, flops=2_000_000)], metrics={"test/acc": accs[-1]},
+                  teacher_metrics={"test/acc": 0.8},
+                  config={"method": {"name": "active_kd"}, "active": {"selector": selector}},
+                  teacher_queries={"queries": 200, "validation": 50, "samples": 250}, wall_time_s={}, data={},
+                  rounds=rounds)
+
+
+def test_an_active_board_has_query_costs_curves_and_a_reproducible_plot(tmp_path):
+    from zoo import leaderboard
+    from zoo.curves import curves_of, write_png
+
+    records = [round_record("u0", "uniform", 0, [0.70, 0.74, 0.76], [0.2, 0.1]),
+               round_record("u1", "uniform", 1, [0.72, 0.76, 0.78], [0.2, 0.3]),
+               round_record("r0", "rad", 0, [0.70, 0.75, 0.79], [0.3, 0.3])]
+    markdown, table = leaderboard.render("rad_fashion_mnist", records, code=None)
+    lines = markdown.splitlines()
+    header = next(line for line in lines if line.startswith("| variant | source"))
+    assert header.endswith("| teacher forward passes | teacher queries | from |")
+    uniform = next(line for line in lines if line.startswith("| uniform | measured"))
+    assert "|  | 200 | runs at" in uniform  # no forward passes column value: its cost is queries
+    assert "| uniform | 0.7100 ± 0.0141 | 0.7500 ± 0.0141 | 0.7700 ± 0.0141 |" in lines
+    assert "| rad | 0.7000 | 0.7500 | 0.7900 |" in lines
+    assert "| uniform | 0.2000 ± 0.0000 | 0.2000 ± 0.1414 | 0.2000 ± 0.0707 |" in lines  # per seed: .15, .25
+    assert "teacher queries" in table.splitlines()[0]
+    rows, metric = leaderboard.rows_of("rad_fashion_mnist", records)
+    curves = curves_of(rows, metric)
+    assert [c.variant for c in curves] == ["uniform", "rad"] and curves[0].queries == [0, 100, 200]
+    assert write_png(curves, metric, "rad_fashion_mnist", tmp_path / "a.png")
+    write_png(curves, metric, "rad_fashion_mnist", tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

@@ -21,11 +21,11 @@ def test_committed_leaderboards_match_a_regeneration(tmp_path):
     which rows are older, and a regeneration then says so; it does not make the committed boards wrong)."""
     stated = leaderboard.stated_code_commit((data_dir("leaderboards") / "kd_fashion_mnist.md").read_text())
     written = leaderboard.regenerate(tmp_path, code=stated)
-    committed = sorted(p.name for p in data_dir("leaderboards").glob("*.*") if p.suffix in (".md", ".csv")
+    committed = sorted(p.name for p in data_dir("leaderboards").glob("*.*") if p.suffix in (".md", ".csv", ".png")
                        and p.name != "README.md")
     assert sorted(p.name for p in written) == committed
     for path in written:
-        assert path.read_text() == (data_dir("leaderboards") / path.name).read_text(), path.name
+        assert path.read_bytes() == (data_dir("leaderboards") / path.name).read_bytes(), path.name
 
 
 def test_add_reproduce_summary_then_regenerate(tmp_path, monkeypatch, runs, capsys):

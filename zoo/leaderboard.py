@@ -49,6 +49,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from zoo.atomic import atomic_write_text
+from zoo.curves import curves_of, write_png
+from zoo.curves import markdown as markdown_curves
 from zoo.errors import ConfigError, RecordError
 from zoo.paths import data_dir
 from zoo.records import Record, read_record
@@ -276,6 +278,7 @@ class Row:
     gain: float | None = None
     latency_ms: float | None = None
     passes: float | None = None                  # teacher forward passes, mean over seeds
+    queries: float | None = None                 # an active run's teacher queries (zoo.active), mean over seeds
 
     def mean(self, metric: str) -> float | None:
         values = self.metrics.get(metric, [])
@@ -325,6 +328,7 @@ def variants(task: str, records: list[Record]) -> list[Row]:
         seen[name] += 1
         first = group[0]
         passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
+        active = all("queries" in r.teacher_queries for r in group)
         latency = [ms for r in group if (ms := onnx_latency_ms(r.task, r.run_id)) is not None]
         metrics = {k: [r.metrics[k] for r in group if k in r.metrics]
                    for k in sorted({k for r in group for k in r.metrics if k.startswith("test/")})}
@@ -332,7 +336,8 @@ def variants(task: str, records: list[Record]) -> list[Row]:
                         first.student.params, first.student.flops, settings, group,
                         arm=None if unmatched else name, method=first.method,
                         latency_ms=statistics.fmean(latency) if latency else None,
-                        passes=passes if teacher != "—" else None))
+                        passes=passes if teacher != "—" and not active else None,
+                        queries=statistics.fmean(r.teacher_queries["queries"] for r in group) if active else None))
     return rows
 
 
@@ -439,11 +444,19 @@ def from_cell(row: Row, older: bool) -> str:
     return "runs at " + ", ".join(commits_of(row)) + (f" {OLDER}" if older else "")
 
 
-def cost_cells(row: Row, thousands: str) -> list[str]:
+def cost_columns(rows: list[Row]) -> tuple[str, ...]:
+    """The cost columns of a board: teacher queries only where some row bought its teacher's answers."""
+    return COST_COLUMNS + (("teacher queries",) if any(row.queries is not None for row in rows) else ())
+
+
+def cost_cells(row: Row, thousands: str, columns: tuple[str, ...] = COST_COLUMNS) -> list[str]:
     params = "" if row.params is None else format(row.params, thousands)
-    return ["" if row.source == "paper" else str(len(row.records)), row.teacher, row.student, params,
-            _mflops(row.flops), "" if row.latency_ms is None else f"{row.latency_ms:.3f}",
-            "" if row.passes is None else f"{row.passes:.0f}"]
+    cells = ["" if row.source == "paper" else str(len(row.records)), row.teacher, row.student, params,
+             _mflops(row.flops), "" if row.latency_ms is None else f"{row.latency_ms:.3f}",
+             "" if row.passes is None else f"{row.passes:.0f}"]
+    if "teacher queries" in columns:
+        cells.append("" if row.queries is None else format(round(row.queries), thousands))
+    return cells
 
 
 def gain_cell(row: Row) -> str:
@@ -454,7 +467,7 @@ def render_csv(rows: list[Row], metrics: list[str], gain_header: str, older: dic
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["variant", "source", *(h for m in metrics for h in (m, f"{m} std")), gain_header,
-                     *COST_COLUMNS, "settings", "commits", "older than code", "from"])
+                     *cost_columns(rows), "settings", "commits", "older than code", "from"])
     for i, row in enumerate(rows):
         values = []
         for m in metrics:
@@ -465,7 +478,8 @@ def render_csv(rows: list[Row], metrics: list[str], gain_header: str, older: dic
                 values.append("" if mean is None else _number(mean))
             values.append("" if std is None else _number(std))
         ids = " ".join(sorted(f"record:{r.run_id}" for r in row.records))
-        writer.writerow([row.variant, row.source, *values, gain_cell(row), *cost_cells(row, ""), row.settings,
+        writer.writerow([row.variant, row.source, *values, gain_cell(row), *cost_cells(row, "", cost_columns(rows)),
+                         row.settings,
                          " ".join(commits_of(row)) if row.records else "",
                          ("yes" if older[i] else "no") if row.records else "",
                          ids if row.records else f"paper:{row.citation}"])
@@ -494,7 +508,7 @@ def render_markdown(task: str, rows: list[Row], metrics: list[str], gain_header:
         stamp = (f"code commit `{code}`, the last commit that changed zoo/, tasks/ or pyproject.toml when this board "
                  f"was generated. {OLDER} on a row: its runs were made before that commit, so today's code may give "
                  f"other numbers (`zoo reproduce task={task}` judges)")
-    header = ["variant", "source", *metrics, gain_header, *COST_COLUMNS, "from"]
+    header = ["variant", "source", *metrics, gain_header, *cost_columns(rows), "from"]
     lines = [f"# {task}", "",
              "Generated by `zoo leaderboard` from leaderboards/records/ and the task's `paper:` block; do not edit. "
              "A measured row is one variant (its `reproduce.arms` name, else its method) over seeds: mean ± sample "
@@ -506,9 +520,9 @@ def render_markdown(task: str, rows: list[Row], metrics: list[str], gain_header:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, row in enumerate(rows):
         cells = [row.variant, row.source, *(metric_cell(row, m) for m in metrics), gain_cell(row),
-                 *cost_cells(row, ","), from_cell(row, older[i])]
+                 *cost_cells(row, ",", cost_columns(rows)), from_cell(row, older[i])]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(lines + [""] + notes(rows)) + "\n"
+    return "\n".join(lines + [""] + notes(rows) + markdown_curves(curves_of(rows, metrics[0]), metrics[0], task)) + "\n"
 
 
 def rows_of(task: str, records: list[Record]) -> tuple[list[Row], str]:
@@ -549,7 +563,8 @@ def load_records() -> dict[str, list[Record]]:
 
 
 def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list[Path]:
-    """Write <task>.md and <task>.csv for every task with records or paper rows; returns the paths. ``code`` is
+    """Write <task>.md and <task>.csv for every task with records or paper rows (and <task>.png for an active
+    task's curves, ``zoo.curves``); returns the paths. ``code`` is
     the code commit older rows are marked against: by default the checkout's (``code_commit``); a test gives the
     one a committed board states, to regenerate it as it was."""
     from zoo.config import task_names
@@ -563,4 +578,7 @@ def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list
         for suffix, text in ((".md", markdown), (".csv", table)):
             atomic_write_text(out_dir / f"{task}{suffix}", text)
             written.append(out_dir / f"{task}{suffix}")
+        rows, metric = rows_of(task, by_task.get(task, []))  # an active task's curves, as a picture too
+        if write_png(curves_of(rows, metric), metric, task, out_dir / f"{task}.png"):
+            written.append(out_dir / f"{task}.png")
     return written
