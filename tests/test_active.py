@@ -138,6 +138,8 @@ def test_a_run_queries_the_teacher_on_picked_points_only(runs, monkeypatch):
     assert [r["round"] for r in record.rounds] == [0, 1, 2]
     assert [r["queries_total"] for r in record.rounds] == [0, 40, 80]
     assert all(0.0 <= r["teacher_wrong"] <= 1.0 for r in record.rounds[1:])
+    error = record.rounds[0]["teacher_val_error"]  # m follows the teacher's error on Vd and the pool's size
+    assert [r["mistakes_m"] for r in record.rounds[1:]] == [round(error * 400), round(error * 360)]
     assert record.rounds[-1]["metrics"]["test/acc"] == pytest.approx(record.metrics["test/acc"], abs=1e-6)
 
     from zoo.registry import DATASETS
@@ -214,19 +216,20 @@ def test_a_damaged_round_is_refused(runs):
 @pytest.mark.parametrize("override, message", [
     ("active.budget=300", "exceed the pool of 400"),
     ("active.labelled=0", "active.labelled=0"),
-    ("active.fixed_mistakes=400", "m=400"),
+    ("active.fixed_mistakes=360", "m=360 teacher mistakes in a pool of 360"),
     ("active.mistakes=half", "active.mistakes='half'"),
     ("active.selector=margn", "unknown selector 'margn'"),
     ("active.validation=600", "exceeds the 500 examples of the val split"),
-    ("method=kd", "retrains with active_kd"),
+    ("method=kd", "not .kd."),
 ])
 @needs_fmnist
-def test_bad_active_settings_fail_in_one_line(runs, override, message):
+def test_bad_active_settings_fail_in_one_line(runs, tmp_path, override, message):
     from zoo.train import train
 
     with pytest.raises(ZooError, match=message) as caught:
         train(active_cfg(runs, override), say=lambda *a: None)
     assert "\n" not in str(caught.value)
+    assert not list(tmp_path.glob("runs/*/*")), "a refused run leaves no run folder behind"
 
 
 def test_round_weights_estimate_the_specs_loss():
@@ -313,3 +316,44 @@ def test_an_active_board_has_query_costs_curves_and_a_reproducible_plot(tmp_path
     write_png(curves, metric, "rad_fashion_mnist", tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+@pytest.mark.slow  # 5 arms x 3 seeds of five short rounds on real Fashion-MNIST: about 8 minutes on one core
+@needs_fmnist
+def test_rad_on_fashion_mnist_against_uniform_and_margin(runs, tmp_path):
+    """Every arm lands within its board row (``zoo reproduce`` exits non-zero otherwise); the premise (uncertainty
+    sampling asks exactly where the teacher errs) and RAD's trade (fewer of its queries answered wrongly than
+    margin's) must hold; the issue's claim, RAD's accuracy >= uniform's and margin's at equal queries, is judged."""
+    from zoo.cli import main
+    from zoo.records import read_record
+
+    code = main(["reproduce", "task=rad_fashion_mnist", "seeds=3", "trainer.enable_progress_bar=false", *runs])
+    summary = json.loads(next((tmp_path / "runs" / "rad_fashion_mnist").glob("reproduce-*.json")).read_text())
+    arms = summary["arms"]
+    assert code == 0, {name: (arm["mean"], arm["std"]) for name, arm in arms.items()}
+    wrong: dict[str, list[float]] = {}
+    for path in summary["records"]:
+        record = read_record(path)
+        rounds = record.rounds[1:]
+        wrong.setdefault(record.config["active"]["selector"], []).append(
+            sum(r["teacher_wrong"] * r["queries"] for r in rounds) / sum(r["queries"] for r in rounds))
+    mean_wrong = {name: float(np.mean(values)) for name, values in wrong.items()}
+    assert mean_wrong["margin"] > mean_wrong["uniform"] + 0.05, mean_wrong  # the premise
+    assert mean_wrong["rad"] < mean_wrong["margin"], mean_wrong
+    if not (arms["rad"]["mean"] >= arms["uniform"]["mean"] and arms["rad"]["mean"] >= arms["margin"]["mean"]):
+        pytest.xfail("claim fails: " + ", ".join(f"{name} {arm['mean']:.4f}" for name, arm in arms.items()))
+
+
+def test_damaged_saved_queries_are_one_line_errors(tmp_path):
+    from zoo.active import read_queries, write_queries
+
+    path = tmp_path / "queries.safetensors"
+    queries = {"picked": torch.tensor([3, 1]), "soft": torch.rand(2, 4), "keep": torch.tensor([True, False]),
+               "mistakes": torch.tensor(2)}
+    write_queries(queries, path)
+    assert not list(tmp_path.glob("*.partial"))
+    assert torch.equal(read_queries(path)["picked"], queries["picked"])
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(CheckpointError, match="unreadable") as caught:
+        read_queries(path)
+    assert "\n" not in str(caught.value)

@@ -86,7 +86,8 @@ def smoke_kind(method: str) -> str | None:
 
 
 # Methods whose smallest end-to-end run needs more than a smoke task: where their own tests run it.
-OWN_SMOKE = {"ernie_tiny": "tests/test_ernie_tiny.py (staged runs of tiny BERTs on a small tweets file)"}
+OWN_SMOKE = {"ernie_tiny": "tests/test_ernie_tiny.py (staged runs of tiny BERTs on a small tweets file)",
+             "active_kd": "tests/test_active.py (active runs: its batches carry the teacher's answers)"}
 
 
 def test_every_method_declares_known_kinds_and_has_an_end_to_end_test():
@@ -97,7 +98,7 @@ def test_every_method_declares_known_kinds_and_has_an_end_to_end_test():
         assert smoke_kind(method) is not None or kinds == ("retrieval",) or method in OWN_SMOKE, method
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS.names() if smoke_kind(m)])
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if smoke_kind(m) and m not in OWN_SMOKE])
 def test_every_method_runs_fast_dev_run_on_its_kind(method, runs):
     """The smallest task of the method's kind, trained end to end: teacher, student, evaluation, record."""
     from zoo.config import compose
@@ -110,6 +111,16 @@ def test_every_method_runs_fast_dev_run_on_its_kind(method, runs):
     assert 0.0 <= result.record.metrics[KINDS.get(kind).headline_metric] <= 1.0
     assert (result.run_dir / "student.safetensors").is_file()
     L.seed_everything(0, verbose=False)
+
+
+def test_a_method_for_active_runs_is_refused_elsewhere_and_the_other_way_round(runs):
+    from zoo.config import compose
+    from zoo.train import train
+
+    with pytest.raises(ConfigError, match="this task has no active block"):
+        train(compose("kd_digits", ["method=active_kd", *runs]), say=lambda *_: None)
+    with pytest.raises(ConfigError, match="not 'kd'"):
+        train(compose("rad_fashion_mnist", ["method=kd", *runs]), say=lambda *_: None)
 
 
 def test_a_method_of_another_kind_is_refused_before_any_data_is_read(runs):

@@ -25,6 +25,7 @@ One process: the choosing between fits is not distributed.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,6 @@ from zoo.weights import load_weights, save_weights, sha256_file
 ACTIVE_KEYS = {"labelled", "pool", "validation", "rounds", "budget", "selector", "gain", "mistakes", "fixed_mistakes",
                "warm_start", "initial_epochs", "epochs", "temperature", "soft_weight"}
 MISTAKES = ("pool", "budget")
-METHOD = "active_kd"
 
 
 @dataclass
@@ -57,15 +57,14 @@ class Sets:
 
 def check_active(cfg: DictConfig) -> dict[str, Any]:
     """The ``active`` block as a dict, checked before any data is read or teacher trained."""
-    from zoo.registry import SELECTORS
+    from zoo.registry import METHODS, SELECTORS
     from zoo.selectors.gains import GAINS
 
     active = OmegaConf.to_container(cfg.active, resolve=True)
     unknown = sorted(set(active) - ACTIVE_KEYS)
     if unknown:
         raise ConfigError(f"active: unknown key(s) {', '.join(unknown)}", f"valid keys: {sorted(ACTIVE_KEYS)}")
-    if cfg.method.name != METHOD:
-        raise ConfigError(f"an active run retrains with {METHOD}, not '{cfg.method.name}'", f"set method={METHOD}")
+    METHODS.get(cfg.method.name).check_run_shape(True, cfg.method.name)
     SELECTORS.get(active["selector"])  # an unknown name fails here, with the valid ones
     if active["gain"] not in GAINS:
         raise ConfigError(f"unknown active.gain '{active['gain']}'", did_you_mean(active["gain"], GAINS, "gains"))
@@ -102,8 +101,8 @@ def draw_sets(active: dict[str, Any], datamodule, seed: int) -> Sets:
     return Sets(np.sort(order[:labelled]), np.sort(order[labelled:labelled + pool]), np.sort(validation))
 
 
-def in_memory(split, name: str):
-    if not (hasattr(split, "inputs") and hasattr(split, "targets")):
+def in_memory(split, name: str) -> TensorDictDataset:
+    if not isinstance(split, TensorDictDataset):
         raise ConfigError(f"an active run reads its {name} split as tensors, and this data serves it another way",
                           "switch data.augment off")
     return split
@@ -169,9 +168,8 @@ def round_train_set(train, labelled: np.ndarray, distilled: np.ndarray, soft: to
     weight = torch.full((n_l + n_d,), (n_l + n_d) / n_l)
     if n_d:
         weight[n_l:] = soft_weight * (n_l + n_d) / n_d
-    all_soft = torch.zeros(n_l + n_d, soft.shape[1] if n_d else int(train.targets.max()) + 1)
-    if n_d:
-        all_soft[n_l:] = soft
+    all_soft = torch.zeros(n_l + n_d, soft.shape[1])
+    all_soft[n_l:] = soft
     return TensorDictDataset(train.inputs[idx], targets, {"soft": all_soft, "distilled": is_distilled,
                                                           "weight": weight})
 
@@ -195,10 +193,41 @@ def read_done(folder: Path) -> dict[str, Any]:
     return summary
 
 
+def choose_and_query(student, selector, teacher: Teacher, train, pool: np.ndarray, budget: int, mistakes: int,
+                     generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One round's queries: the student scores the pool, the selector picks, the teacher answers on the picks."""
+    probs = student_probs(student, train.inputs[torch.as_tensor(pool)], teacher.batch_size, teacher.device)
+    picked = torch.as_tensor(pool[selector.choose(probs, budget, mistakes, generator).numpy()])
+    answers = teacher.probs(train.inputs[picked])
+    return {"picked": picked, "soft": answers, "keep": selector.keep(answers, train.targets[picked]),
+            "mistakes": torch.tensor(mistakes)}
+
+
+def write_queries(queries: dict[str, torch.Tensor], path: Path) -> None:
+    """Written whole or not at all (a temp file renamed): a kill mid-write must not leave half the answers."""
+    from safetensors.torch import save_file
+
+    partial = path.with_name(path.name + ".partial")
+    save_file(queries, str(partial))
+    os.replace(partial, path)
+
+
+def read_queries(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        queries = load_file(path)
+        missing = {"picked", "soft", "keep", "mistakes"} - set(queries)
+    except Exception as err:  # safetensors raises its own error types for damaged headers and data
+        raise CheckpointError(f"{path} is unreadable ({str(err).splitlines()[0]})",
+                              "delete it to ask the teacher again for that round") from err
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}", "delete it to ask the teacher again")
+    return queries
+
+
 def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainResult:
     """Run a task with an ``active`` block end to end (see the module docstring)."""
-    from safetensors.torch import load_file, save_file
-
     from zoo.evaluation import eval_device, evaluate, smoke_limit
     from zoo.methods.base import MethodContext
     from zoo.registry import DATASETS, METHODS, SELECTORS
@@ -208,9 +237,9 @@ def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     quiet_lightning()
     started = time.perf_counter()
     active, seed = check_active(cfg), int(cfg.seed)
-    method_cls, selector = METHODS.get(METHOD), SELECTORS.get(active["selector"])(OmegaConf.create(active))
+    method_cls, selector = METHODS.get(cfg.method.name), SELECTORS.get(active["selector"])(OmegaConf.create(active))
     datamodule = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=seed)
-    method_cls.check_kind(datamodule.kind, METHOD)
+    method_cls.check_kind(datamodule.kind, cfg.method.name)
     train, val = in_memory(datamodule.splits["train"], "train"), in_memory(datamodule.splits["val"], "val")
     sets = draw_sets(active, datamodule, seed)
     teachers, teacher_infos, teacher_metrics = prepare_teachers(cfg, datamodule, say)
@@ -221,6 +250,7 @@ def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     val_probs = teacher.probs(val.inputs[torch.as_tensor(sets.validation)])
     error_rate = float((val_probs.argmax(1) != val.targets[torch.as_tensor(sets.validation)]).float().mean())
     say(f"teacher error on Vd ({len(sets.validation)} val examples): {error_rate:.4f}")
+    mistakes_for(active, error_rate, len(sets.pool) - (active["rounds"] - 1) * active["budget"])  # the last round's
     student = create_student(cfg, datamodule, student_start_weights(cfg, datamodule, say))
     initial = {k: v.clone() for k, v in student.state_dict().items()}
     teacher_seconds = time.perf_counter() - started
@@ -235,17 +265,12 @@ def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         if r:
             queries_path = folder / "queries.safetensors"
             if queries_path.is_file():
-                queries = load_file(queries_path)
+                queries = read_queries(queries_path)
             else:
-                probs = student_probs(student, train.inputs[torch.as_tensor(pool)], batch, device)
                 m = mistakes_for(active, error_rate, len(pool))
                 generator = torch.Generator().manual_seed(seed * 1000 + 500 + r)
-                picked = pool[selector.choose(probs, active["budget"], m, generator).numpy()]
-                answers = teacher.probs(train.inputs[torch.as_tensor(picked)])
-                keep = selector.keep(answers, train.targets[torch.as_tensor(picked)])
-                queries = {"picked": torch.as_tensor(picked), "soft": answers, "keep": keep,
-                           "mistakes": torch.tensor(m)}
-                save_file(queries, str(queries_path))
+                queries = choose_and_query(student, selector, teacher, train, pool, active["budget"], m, generator)
+                write_queries(queries, queries_path)
             picked, keep = queries["picked"].numpy(), queries["keep"].numpy()
             pool = np.setdiff1d(pool, picked, assume_unique=True)
             distilled = np.concatenate([distilled, picked[keep]])

@@ -136,6 +136,7 @@ class StagedRun:
         self.stages = check_stages(cfg, self.method_cls.loss_names)
         self.task_data = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=int(cfg.seed))
         self.method_cls.check_kind(self.task_data.kind, cfg.method.name)
+        self.method_cls.check_run_shape(False, cfg.method.name)
         self._data = {TASK_DATA: self.task_data}
         self._teachers: dict[str, tuple[list, list, dict]] = {}
         self._memories: dict[tuple[str, str], Any] = {}

@@ -40,6 +40,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     started = time.perf_counter()
     method_cls, data_cls = METHODS.get(cfg.method.name), DATASETS.get(cfg.data.name)
     method_cls.check_kind(data_cls.kind, cfg.method.name)  # before any data is read or teacher trained
+    method_cls.check_run_shape(False, cfg.method.name)
     datamodule = data_cls(cfg.data, shuffle_seed=int(cfg.seed))
     # Rank 0 trains missing teachers before the distributed launch; the other ranks find them stored.
     teachers, teacher_infos, teacher_metrics = ([], [], {})

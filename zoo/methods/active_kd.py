@@ -21,6 +21,7 @@ from zoo.registry import METHODS
 @METHODS.register("active_kd")
 class ActiveDistillation(ClassificationModule):
     uses_teachers = False  # the run queries the teacher on chosen points; the batch brings its answers
+    active_only = True
 
     def losses(self, batch):
         logits = self.student(batch["inputs"])

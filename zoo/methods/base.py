@@ -50,6 +50,7 @@ class DistillModule(L.LightningModule):
     uses_teachers = True  # False for methods that train a student alone (baselines, teacher recipes)
     kinds: tuple[str, ...] = ()  # the task kinds this method trains on
     loss_names: tuple[str, ...] = ()  # the losses a stage of a staged run may weigh (``zoo.staged``); none: any
+    active_only = False  # True: trains only in an active run's rounds (``zoo.active``), whose batches bring answers
 
     def __init__(self, student: nn.Module, teachers: list[nn.Module], context: MethodContext):
         super().__init__()
@@ -86,6 +87,17 @@ class DistillModule(L.LightningModule):
         """Arch settings the method needs its student built with (``zoo.archs.create``), e.g. LELP's S outputs per
         class; none by default."""
         return {}
+
+    @classmethod
+    def check_run_shape(cls, active: bool, name: str) -> None:
+        """One line when a method made for active runs is asked to train without rounds, or the other way round."""
+        if cls.active_only and not active:
+            raise ConfigError(f"method '{name}' retrains the student of an active run (its batches carry the "
+                              "teacher's answers to chosen points); this task has no active block",
+                              "use a task with one, e.g. task=rad_fashion_mnist")
+        if active and not cls.active_only:
+            raise ConfigError(f"an active run retrains its student with a method made for it, not '{name}'",
+                              "set method=active_kd")
 
     @classmethod
     def check_kind(cls, kind: str, name: str) -> None:
