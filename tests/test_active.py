@@ -1,6 +1,7 @@
 """Active distillation (zoo.active, zoo.selectors, active_kd): RAD's game and sampler, the selectors, and whole runs
 of rad_fashion_mnist at a tiny size: teacher queries counted, sets kept apart, resume, bad input."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -153,6 +154,9 @@ def test_a_run_queries_the_teacher_on_picked_points_only(runs, monkeypatch):
     picked = np.concatenate([load_file(result.run_dir / "rounds" / str(r) / "queries.safetensors")["picked"].numpy()
                              for r in (1, 2)])
     assert len(set(picked)) == 80 and set(picked) <= set(sets.pool)
+    first = np.sort(picked[:40]).astype("<i8").tobytes()  # the record names each round's selection
+    assert record.rounds[1]["picked_sha256"] == hashlib.sha256(first).hexdigest()
+    assert sum(record.rounds[1]["picked_classes"]) == 40 and len(record.rounds[1]["picked_classes"]) == 10
 
 
 @needs_fmnist

@@ -24,6 +24,7 @@ A task with an ``active`` block trains this way (``zoo train task=rad_fashion_mn
 One process: the choosing between fits is not distributed.
 """
 
+import hashlib
 import json
 import os
 import time
@@ -325,13 +326,17 @@ def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
 
 def round_summary(r: int, queries: dict | None, train, queried: int, metrics: dict[str, float], trainer,
                   seconds: float) -> dict[str, Any]:
-    """What done.json and the record keep of a round."""
+    """What done.json and the record keep of a round. The selection itself (positions in the task's training split)
+    stays in the round's queries.safetensors; the record names it by its sha256 and says which classes it took."""
     summary = {"round": r, "queries": 0, "queries_total": queried, "epochs": int(trainer.max_epochs),
                "steps": int(trainer.global_step), "wall_s": round(seconds, 3),
                "metrics": {k: round(v, 6) for k, v in metrics.items()}}
     if queries is not None:
         picked = queries["picked"]
         wrong = queries["soft"].argmax(1) != train.targets[picked]
+        classes = torch.bincount(train.targets[picked], minlength=queries["soft"].shape[1])
+        selection = hashlib.sha256(np.sort(picked.numpy()).astype("<i8").tobytes()).hexdigest()
         summary.update(queries=len(picked), kept=int(queries["keep"].sum()), mistakes_m=int(queries["mistakes"]),
-                       teacher_wrong=round(float(wrong.float().mean()), 6))
+                       teacher_wrong=round(float(wrong.float().mean()), 6), picked_sha256=selection,
+                       picked_classes=classes.tolist())
     return summary
