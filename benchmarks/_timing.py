@@ -33,11 +33,19 @@ class EpochTimer(Callback):
 
 @contextlib.contextmanager
 def zoo_home(path: str | None, prefix: str = "zoo-bench-") -> Iterator[None]:
-    """Run the block with ZOO_HOME at ``path`` (kept), or at a fresh temporary folder deleted afterwards."""
-    if path:
-        os.environ["ZOO_HOME"] = str(Path(path).expanduser())
-        yield
-        return
-    with tempfile.TemporaryDirectory(prefix=prefix) as temp:
-        os.environ["ZOO_HOME"] = temp
-        yield
+    """Run the block with ZOO_HOME at ``path`` (kept), or at a fresh temporary folder deleted afterwards; the
+    previous ZOO_HOME is restored after the block."""
+    previous = os.environ.get("ZOO_HOME")
+    try:
+        if path:
+            os.environ["ZOO_HOME"] = str(Path(path).expanduser())
+            yield
+            return
+        with tempfile.TemporaryDirectory(prefix=prefix) as temp:
+            os.environ["ZOO_HOME"] = temp
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("ZOO_HOME", None)
+        else:
+            os.environ["ZOO_HOME"] = previous

@@ -71,7 +71,8 @@ def main() -> None:
             group = records[arm]
             lines.append(f"| {images} | {group[0].teacher_metrics['test/acc']:.4f} | {arm} | "
                          f"{cell([r.metrics['test/acc'] for r in group])} | "
-                         f"{cell([r.metrics['val/acc'] for r in group])} | {cell([wrong_fraction(r) for r in group])} |")
+                         f"{cell([r.metrics['val/acc'] for r in group])} | "
+                         f"{cell([wrong_fraction(r) for r in group])} |")
     print("\n".join(lines))
 
 
