@@ -24,7 +24,7 @@ class TrainResult:
 def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teacher_infos: list[ModelInfo],
                teacher_metrics: dict[str, float], queries: dict[str, int], wall: dict[str, float], started: float,
                world_size: int, say=print, stages: list[dict] | None = None,
-               rounds: list[dict] | None = None) -> TrainResult:
+               rounds: list[dict] | None = None, search: dict | None = None) -> TrainResult:
     """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record."""
     from zoo.archs import count_flops, count_params
     from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
@@ -49,7 +49,7 @@ def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teac
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries, wall_time_s=wall,
         data=datamodule.split_info(), git_commit=git_commit(), versions=package_versions(),
         hardware={**hardware(), "world_size": world_size}, created=now_iso(), stages=list(stages or []),
-        rounds=list(rounds or []),
+        rounds=list(rounds or []), search=dict(search or {}),
     )
     write_record(record, run_dir / "record.json")
     smoke = f"  (fast_dev_run: {limit} evaluation batch(es) only)" if limit else ""

@@ -56,6 +56,7 @@ class Record:
     schema: int = SCHEMA_VERSION
     stages: list[dict[str, Any]] = field(default_factory=list)  # a staged run's stages, in order (zoo.staged)
     rounds: list[dict[str, Any]] = field(default_factory=list)  # an active run's rounds, in order (zoo.active)
+    search: dict[str, Any] = field(default_factory=dict)  # the search that chose the student (zoo.search.run)
 
     def judged_teachers(self) -> list[ModelInfo]:
         """The teachers whose test metrics are ``teacher_metrics``: all of them, except in a staged run, where it is

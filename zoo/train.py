@@ -28,6 +28,14 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     from zoo.teachers import prepare_teachers
     from zoo.weights import save_weights
 
+    search = None
+    if cfg.get("search") is not None and cfg.student.arch is None:  # the student is the search's winner (DisWOT)
+        from zoo.search.run import find_student
+
+        search = find_student(cfg, say, write=False).summary
+        cfg.student.arch = search["winner"]
+        say(f"searched student: {search['winner']} (by {search['proxy']}, {search['candidates_scored']} candidates, "
+            f"{search['seconds']:.1f} s)")
     if cfg.get("stages"):  # a staged run: one fit per stage, in one run folder (zoo.staged)
         from zoo.staged import train_staged
 
@@ -81,7 +89,15 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
         queries.update({f"store_{k}": v for k, v in store.stats.items()})
     wall = {"teachers": teacher_seconds, "fit": fit_seconds}
     return finish_run(cfg, run_dir, student, datamodule, module, teacher_infos, teacher_metrics, queries, wall,
-                      started, trainer.world_size, say)
+                      started, trainer.world_size, say, search=search_record(search))
+
+
+def search_record(summary: dict | None) -> dict:
+    """What a run's record keeps of the search that chose its student: all but the per-seed scores."""
+    if summary is None:
+        return {}
+    ranking = [{k: v for k, v in entry.items() if k != "per_seed"} for entry in summary["ranking"]]
+    return {**summary, "ranking": ranking}
 
 
 def make_teacher_cache(cfg: DictConfig, datamodule, teachers: list, infos: list[ModelInfo]):

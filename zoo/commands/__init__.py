@@ -17,11 +17,12 @@ from zoo.commands import (
     publish,
     reproduce,
     retrieval,
+    search,
     train,
 )
 from zoo.commands.base import Command
 
 # In the order `zoo --help` lists them.
 COMMANDS: dict[str, Command] = {command.name: command for module in (
-    train, evaluate, reproduce, listing, export, infer, bench, publish, download, leaderboard, retrieval,
+    train, search, evaluate, reproduce, listing, export, infer, bench, publish, download, leaderboard, retrieval,
 ) for command in module.COMMANDS}
