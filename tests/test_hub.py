@@ -303,6 +303,9 @@ def test_create_model_plain_arch_and_unknown_names(models_dir):
         create_model("mlp.tiny")
     with pytest.raises(UnknownNameError, match="neither a model card nor an arch"):
         create_model("mlp.tinny")
+    assert create_model("cifar_resnet.d1-2-1", num_classes=3, input_shape=(1, 8, 8)).head.out_features == 3
+    with pytest.raises(UnknownNameError, match=r"names follow cifar_resnet\.d<a>"):  # the family's own message
+        create_model("cifar_resnet.d1-x-1", num_classes=3, input_shape=(1, 8, 8))
 
 
 def test_download_command_prints_the_path(server, models_dir, capsys):

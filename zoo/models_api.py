@@ -51,8 +51,11 @@ def _card_or_none(name: str) -> "cards.ModelCard | None":
     try:
         ARCHS.get(name)
     except UnknownNameError:
+        if ARCHS.family_of(name) is not None:
+            raise  # a family's own message says what its names look like
         raise UnknownNameError(f"unknown model '{name}' (neither a model card nor an arch)",
-                               did_you_mean(name, cards.card_names() + ARCHS.names(), "models and archs")) from None
+                               did_you_mean(name, cards.card_names() + ARCHS.names() + ARCHS.patterns(),
+                                            "models and archs")) from None
     return None
 
 
