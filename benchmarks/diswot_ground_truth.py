@@ -34,6 +34,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per candidate (default: the task's)")
     parser.add_argument("--root", default=None, help="run folders (default runs/<task>_ground_truth)")
     parser.add_argument("--out", default=None, help="also write the Markdown tables here")
+    parser.add_argument("--methods", nargs="+", default=["kd", "ce"], choices=["kd", "ce"],
+                        help="train only these (two processes can split the work); the tables need both")
     parser.add_argument("overrides", nargs="*", help="further task overrides, e.g. data.train_subset=5000")
     return parser.parse_args()
 
@@ -70,12 +72,15 @@ def main() -> None:
         ranking = [ranking[i] for i in picks]
     scoring_seconds = sum(e["seconds"] for e in ranking)
     names = [e["name"] for e in ranking]
-    for method in ("kd", "ce"):
+    for method in args.methods:
         for i, name in enumerate(names, start=1):
             if (method, name) not in finished(root):
                 print(f"[{time.perf_counter() - started:7.0f} s] {method} {i}/{len(names)} {name}", flush=True)
                 train(compose(args.task, base + [f"method={method}", f"student.arch={name}"]), say=lambda *a: None)
     runs = finished(root)
+    if any((method, name) not in runs for method in ("kd", "ce") for name in names):
+        print("trained what was asked; run again with both methods for the tables")
+        return
     records = {key: read_record(path) for key, path in runs.items()}
     kd = [records[("kd", n)].metrics["test/acc"] for n in names]
     ce = [records[("ce", n)].metrics["test/acc"] for n in names]

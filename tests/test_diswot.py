@@ -105,3 +105,97 @@ def test_space_enumerates_names_mutates_within_choices_and_the_budget_can_be_emp
     assert within_budget([small], mflops=2.0, params=None) == [small]
     with pytest.raises(ConfigError, match="no candidate of the space fits the budget"):
         within_budget([small], mflops=1.0, params=None)
+
+
+def test_evolution_stays_within_budget_finds_the_best_it_saw_and_resumes_to_the_same_answer(tmp_path):
+    from omegaconf import OmegaConf
+
+    from zoo.search.evolution import evolve
+    from zoo.search.space import Space
+
+    space = Space.from_config(OmegaConf.load("tasks/space/s1.yaml"))
+    calls = []
+
+    def score(genes):  # deeper is better, the middle stage twice as much: a known optimum under the budget
+        calls.append(genes.name)
+        return genes.depths[0] + 2 * genes.depths[1] + genes.depths[2]
+
+    def allowed(genes):
+        return sum(genes.depths) <= 11
+
+    winner, scores = evolve(space, score, allowed, seed=3, population=8, sample=4, parents=2, cycles=60)
+    assert allowed(winner) and all(allowed(g) for g in space.all_genes() if g.name in scores)
+    assert scores[winner.name] == max(scores.values())
+    assert len(calls) == len(scores)  # each candidate scored once
+
+    state = tmp_path / "evolution.json"
+    evolve(space, score, allowed, seed=3, population=8, sample=4, parents=2, cycles=25, state_path=state)
+    resumed, resumed_scores = evolve(space, score, allowed, seed=3, population=8, sample=4, parents=2, cycles=60,
+                                     state_path=state)  # picks up at cycle 25
+    assert resumed == winner and resumed_scores == scores
+
+
+TINY = ["search.seeds=[0]", "search.batch_size=16", "search.space.depths=[[1,3],[1],[1,2]]",
+        "teacher.arch=resnet8.cifar", "teacher.recipe.epochs=1", "trainer.enable_progress_bar=false"]
+
+
+def test_find_student_ranks_every_candidate_deterministically_and_writes_its_ranking(runs):
+    import json
+
+    from zoo.config import compose
+    from zoo.search.run import find_student
+
+    first = find_student(compose("diswot_digits", [*runs, *TINY]), say=lambda *a: None)
+    again = find_student(compose("diswot_digits", [*runs, *TINY]), say=lambda *a: None, write=False)
+    assert [e["name"] for e in first.summary["ranking"]] == [e["name"] for e in again.summary["ranking"]]
+    assert [e["scores"] for e in first.summary["ranking"]] == [e["scores"] for e in again.summary["ranking"]]
+    written = json.loads((first.run_dir / "search.json").read_text())
+    assert written["candidates_scored"] == 4 and written["winner"] == first.winner
+    scores = [e["scores"]["diswot"] for e in written["ranking"]]
+    assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
+    by_params = find_student(compose("diswot_digits", [*runs, *TINY, "search.proxy=params"]), say=lambda *a: None,
+                             write=False)
+    assert by_params.winner == "cifar_resnet.d3-1-2"  # the most parameters
+
+
+def test_train_distils_the_searched_student_under_its_budget(runs):
+    from zoo.archs import count_flops, create
+    from zoo.config import compose
+    from zoo.train import train
+
+    budget = count_flops(create("cifar_resnet.d1-1-2", 10, (1, 8, 8)), (1, 8, 8)) / 1e6
+    cfg = compose("diswot_digits", [*runs, *TINY, f"search.budget.mflops={budget}", "trainer.fast_dev_run=true"])
+    record = train(cfg, say=lambda *a: None).record
+    assert record.search["winner"] == record.student.name and record.student.name in ("cifar_resnet.d1-1-1",
+                                                                                       "cifar_resnet.d1-1-2")
+    assert record.search["candidates_scored"] == 2 and record.student.flops / 1e6 <= budget + 1e-9
+
+
+@pytest.mark.parametrize("override, message", [
+    ("search.budget.mflops=0.001", "no candidate of the space fits the budget"),
+    ("search.layers.head=fc", "no module 'fc'"),
+    ("search.proxy=diswat", "unknown search.proxy 'diswat'"),
+    ("student.arch=cifar_resnet.d1-x-3", "cifar_resnet.d"),
+])
+def test_bad_search_input_fails_in_one_line(runs, override, message):
+    from zoo.config import compose
+    from zoo.errors import ZooError
+    from zoo.train import train
+
+    with pytest.raises(ZooError, match=message) as caught:
+        train(compose("diswot_digits", [*runs, *TINY, override, "trainer.fast_dev_run=true"]), say=lambda *a: None)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_paper_task_runs_on_a_cifar100_fixture_in_the_real_format(runs, tmp_path):
+    """diswot_cifar100 as shipped (S1, ResNet-56 teacher at random init for the search), the search cut to four
+    candidates and one seed, the fits to one batch, on a few dozen images written as the official pickles."""
+    from tests.test_cifar_svhn import fake_cifar100
+    from zoo.config import compose
+    from zoo.train import train
+
+    cfg = compose("diswot_cifar100", [*runs, *TINY, f"data.root={fake_cifar100(tmp_path)}", "data.val_size=10",
+                                      "trainer=cpu", "trainer.fast_dev_run=true", "teacher.arch=resnet56.cifar"])
+    record = train(cfg, say=lambda *a: None).record
+    assert record.search["candidates_scored"] == 4 and record.student.name == record.search["winner"]
+    assert record.teachers[0].name == "resnet56.cifar"
