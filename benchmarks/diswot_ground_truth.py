@@ -87,9 +87,13 @@ def main() -> None:
     ce = [records[("ce", n)].metrics["test/acc"] for n in names]
     kd_seconds = sum(records[("kd", n)].wall_time_s.get("fit", 0.0) for n in names)
     seeds = len(ranking[0]["per_seed"]["diswot"])
+    epochs = records[("kd", names[0])].config["trainer"]["max_epochs"]
+    options = (f" --limit {args.limit}" if args.limit else "") + (f" --epochs {args.epochs}" if args.epochs else "")
     lines = [f"# {args.task}: training-free proxies against trained candidates", "",
-             f"{len(names)} candidates of space {search['space']}, each KD- and CE-trained once (seed 0); proxies "
-             f"averaged over one batch per scoring seed, correlations mean ± std over {seeds} scoring seeds.", "",
+             f"Written by `python benchmarks/diswot_ground_truth.py --task {args.task}{options}`"
+             f". {len(names)} candidates of space {search['space']}, each KD- and CE-trained once (seed 0, {epochs} "
+             f"epochs); proxies averaged over one batch per scoring seed, correlations mean ± std over {seeds} scoring "
+             "seeds.", "",
              "| proxy | Kendall tau vs KD acc | Spearman rho vs KD acc | Kendall tau vs CE acc |", "|---|---|---|---|"]
     for proxy in PROXIES:
         per_seed = [[e["per_seed"][proxy][s] for e in ranking] for s in range(seeds)]
