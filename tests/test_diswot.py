@@ -199,3 +199,21 @@ def test_the_paper_task_runs_on_a_cifar100_fixture_in_the_real_format(runs, tmp_
     record = train(cfg, say=lambda *a: None).record
     assert record.search["candidates_scored"] == 4 and record.student.name == record.search["winner"]
     assert record.teachers[0].name == "resnet56.cifar"
+
+
+def test_a_searched_run_is_the_searched_arm_on_the_board():
+    """Its config keeps the winner (zoo eval and export build it), yet it was composed with student.arch: null."""
+    from zoo import leaderboard
+    from zoo.records import ModelInfo, Record
+
+    def record(run_id, arch, search):
+        return Record(task="diswot_digits", run_id=run_id, method="kd", seed=0, student=ModelInfo(arch, 1000),
+                      teachers=[ModelInfo("resnet56.cifar", 2000)], metrics={"test/acc": 0.9},
+                      teacher_metrics={}, config={"method": {"name": "kd", "alpha": 0.9, "temperature": 4.0},
+                                                  "student": {"arch": arch}},
+                      teacher_queries={}, wall_time_s={}, data={}, search=search)
+
+    rows, _ = leaderboard.rows_of("diswot_digits", [record("a", "cifar_resnet.d3-3-3", {}),
+                                                    record("b", "cifar_resnet.d1-1-7", {"winner": "x"})])
+    assert [(row.variant, row.student) for row in rows] == [("hand_picked", "cifar_resnet.d3-3-3"),
+                                                            ("searched", "cifar_resnet.d1-1-7")]

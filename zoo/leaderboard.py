@@ -221,7 +221,13 @@ def matches(record: Record, arm: Arm, keys: list[str]) -> bool:
     mine, theirs = method_settings(record.method, record.config), method_settings(record.method, arm.config)
     if any(mine[k] != theirs[k] for k in mine.keys() & theirs.keys()):
         return False
-    return all(select(record.config, k) in (_MISSING, select(arm.config, k)) for k in keys)
+    return all(composed(record, k) in (_MISSING, select(arm.config, k)) for k in keys)
+
+
+def composed(record: Record, key: str) -> Any:
+    """The record's value at a dotted key as its task composed it: a searched student's arch was null (its search
+    chose it; the config keeps the winner, which zoo eval and export build)."""
+    return None if key == "student.arch" and record.search else select(record.config, key)
 
 
 def baseline_arm(task: str) -> str | None:
@@ -306,7 +312,7 @@ def extra_settings(record: Record, keys: list[str]) -> str:
     """The record's values at the task's arm-defining keys, e.g. ``optim.lr=2e-05, student.arch=dense.minilm``;
     no teacher.* key for a run without a teacher (a ce run's config still names the task's teacher)."""
     keys = [k for k in keys if record.teachers or not k.startswith("teacher.")]
-    found = [(k, select(record.config, k)) for k in keys]
+    found = [(k, composed(record, k)) for k in keys]
     return ", ".join(f"{k}={v}" for k, v in found if v is not _MISSING)
 
 

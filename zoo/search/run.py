@@ -4,10 +4,10 @@ finds it.
 
 A task with a ``search`` block names the space (``search.space``: a config group, ``tasks/space/``), the budget
 (``search.budget.mflops`` / ``params``), the proxy that picks (``search.proxy``: ``diswot`` by default; see
-``zoo.search.proxies.PROXIES``), the batches and seeds it is averaged over, how the space is walked
-(``search.strategy``: ``exhaustive`` scores every candidate under the budget, ``evolution`` runs regularised
-evolution, ``zoo.search.evolution``) and whether the teacher is scored at random initialisation, as DisWOT's code
-does (``search.teacher: random``), or with the task's trained weights (``trained``).
+``zoo.search.proxies.PROXIES``), the batches (drawn by ``search.batch_seed``) and seeds it is averaged over, how
+the space is walked (``search.strategy``: ``exhaustive`` scores every candidate under the budget, ``evolution``
+runs regularised evolution, ``zoo.search.evolution``) and whether the teacher is scored at random initialisation,
+as DisWOT's code does (``search.teacher: random``), or with the task's trained weights (``trained``).
 
 The run folder ``runs/<task>/<id>/`` gets ``search.json``: every scored candidate with its parameters, MFLOPs and
 the mean and per-seed value of every proxy, the winner, and the seconds scoring took; evolution's state is kept
@@ -87,7 +87,9 @@ def find_student(cfg: DictConfig, say=print, write: bool = True) -> SearchResult
     everything = measure(space, datamodule.num_classes, datamodule.input_shape)
     allowed = within_budget(everything, search.budget.mflops, search.budget.params)
     build_teacher = teacher_builder(cfg, datamodule, say)
-    batches = scoring_batches(datamodule.splits["train"], int(search.batches), int(search.batch_size), seed)
+    # The batches follow search.batch_seed, not the run seed: every seed of a reproduce distils the same winner.
+    batches = scoring_batches(datamodule.splits["train"], int(search.batches), int(search.batch_size),
+                              int(search.batch_seed))
     layers = Layers(**OmegaConf.to_container(search.layers, resolve=True))
     seeds = [int(s) for s in search.seeds]
 
