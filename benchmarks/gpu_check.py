@@ -168,6 +168,8 @@ def describe(part: dict[str, Any]) -> str:
         unit = n["unit"]
         text = (f"{n['step_ms']:.1f} ms/step (batch {n['batch']}, {n['precision']}), {n[f'{unit}_per_s']:,.0f} {unit}/s"
                 + (f", {n['tokens_per_s']:,.0f} tokens/s" if "tokens_per_s" in n else ""))
+    elif part["group"] == "train" and "search_s" in n:
+        text = f"{n['search_s']:.1f} s to score {n['candidates']} candidates x {n['seeds']} seed(s) on the CPU"
     elif part["group"] == "train":
         text = f"{n['round_s']:.1f} s per round ({n['pool_images_per_s']:,.0f} pool images/s)"
     elif part["group"] == "export":

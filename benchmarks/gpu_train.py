@@ -451,6 +451,58 @@ def rad_student(ctx: Ctx) -> dict[str, Any]:
     return fit_steps(cfg, module, data, ctx, items=data.batch_size, unit="images", run_items=samples)
 
 
+CIFAR100_TRAIN = 45_000  # CIFAR-100's 50,000 training images less data.val_size 5,000 (tasks/diswot_cifar100.yaml)
+DISWOT_TINY = ["teacher.arch=resnet8.cifar", "student.arch=cifar_resnet.d1-1-1", "data.batch_size=8",
+               "search.seeds=[0]", "search.batch_size=8", "search.space.depths=[[1,3],[1],[1]]"]
+
+
+def diswot_data(cfg, ctx: Ctx) -> SyntheticData:
+    classes = 10 if ctx.tiny else 100
+    return SyntheticData("image_classification", ImageBank(batches_needed(ctx, cfg.data.batch_size), (3, 32, 32),
+                                                           classes), cfg.data.batch_size, num_classes=classes,
+                         input_shape=(3, 32, 32))
+
+
+def diswot_search(ctx: Ctx) -> dict[str, Any]:
+    """Scoring every candidate of the space as ``zoo find-student`` does (``zoo.search.scoring``: on the CPU, one
+    batch per seed): the cost DisWOT claims is at least 180x below training-based search."""
+    from zoo.search.proxies import Layers
+    from zoo.search.scoring import score_all
+    from zoo.search.space import Space, measure
+
+    cfg = task_config("diswot_cifar100", ctx, ["student.arch=resnet20.cifar"], DISWOT_TINY)
+    data = diswot_data(cfg, ctx)
+    search, shape = cfg.search, (3, 32, 32)
+    candidates = measure(Space.from_config(search.space), data.num_classes, shape)
+    batch = ImageBank(int(search.batch_size), shape, data.num_classes).__getitems__(list(range(int(search.batch_size))))
+    started = time.perf_counter()
+    scored = score_all(candidates, lambda name: build(name, data.num_classes, shape, {}),
+                       lambda: build(cfg.teacher.arch, data.num_classes, shape, {}),
+                       [(batch["inputs"], batch["targets"])], [int(s) for s in search.seeds], Layers())
+    seconds = time.perf_counter() - started
+    if not all(math.isfinite(s.mean("diswot")) for s in scored):
+        raise FloatingPointError("a non-finite DisWOT score")
+    return {"candidates": len(scored), "seeds": len(search.seeds), "search_s": seconds,
+            "per_candidate_s": seconds / len(scored),
+            "notes": ["on the CPU, as zoo find-student scores (the search moves no model to the GPU)"]}
+
+
+def diswot_student(ctx: Ctx) -> dict[str, Any]:
+    """The winner's KD fit (resnet20.cifar standing in for it) under a ResNet-56 teacher, the repo's recipe."""
+    cfg = task_config("diswot_cifar100", ctx, ["student.arch=resnet20.cifar"], DISWOT_TINY)
+    data = diswot_data(cfg, ctx)
+    module = method_module(cfg.method, cfg.optim, student_of(cfg, data), teachers_of(cfg.teacher, data), data)
+    return fit_steps(cfg, module, data, ctx, items=data.batch_size, unit="images",
+                     run_items=cfg.trainer.max_epochs * CIFAR100_TRAIN)
+
+
+def diswot_teacher(ctx: Ctx) -> dict[str, Any]:
+    cfg = task_config("diswot_cifar100", ctx, ["student.arch=resnet20.cifar"], DISWOT_TINY)
+    data = diswot_data(cfg, ctx)
+    return recipe_fit(cfg, cfg.teacher, data, ctx, items=data.batch_size, unit="images",
+                      run_items=cfg.teacher.recipe.epochs * CIFAR100_TRAIN)
+
+
 def phases() -> list[Phase]:
     """Every training phase, in the order the check runs them."""
     return [Phase("mealv2_imagenet", "student", mealv2_student),
@@ -460,4 +512,7 @@ def phases() -> list[Phase]:
             Phase("ernie_tiny_glue", "teacher_recipe", ernie_teacher),
             Phase("ernie_tiny_glue", "gd", ernie_stage("gd")), Phase("ernie_tiny_glue", "tsd", ernie_stage("tsd")),
             Phase("rad_cifar10", "teacher_recipe", rad_teacher), Phase("rad_cifar10", "query", rad_query),
-            Phase("rad_cifar10", "student", rad_student)]
+            Phase("rad_cifar10", "student", rad_student),
+            Phase("diswot_cifar100", "search", diswot_search),
+            Phase("diswot_cifar100", "teacher_recipe", diswot_teacher),
+            Phase("diswot_cifar100", "student", diswot_student)]
