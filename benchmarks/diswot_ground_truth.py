@@ -73,9 +73,10 @@ def main() -> None:
         ranking = [ranking[i] for i in picks]
     scoring_seconds = sum(e["seconds"] for e in ranking)
     names = [e["name"] for e in ranking]
+    done = finished(root)  # read once: each process trains its own methods, so none of its skips can go stale
     for method in args.methods:
         for i, name in enumerate(names, start=1):
-            if (method, name) not in finished(root):
+            if (method, name) not in done:
                 print(f"[{time.perf_counter() - started:7.0f} s] {method} {i}/{len(names)} {name}", flush=True)
                 train(compose(args.task, base + [f"method={method}", f"student.arch={name}"]), say=lambda *a: None)
     runs = finished(root)

@@ -60,9 +60,10 @@ def main() -> None:
         root = Path(args.root) / f"teacher{images}"
         overrides = [f"data.train_slice=[{args.data_slice},null]", f"teacher.recipe.data.train_slice=[0,{images}]",
                      f"run.root={root}", "trainer.enable_progress_bar=false", *args.overrides]
+        done = done_runs(root)  # read once per level, not once per run
         for arm in args.arms:
             for seed in range(args.seeds):
-                if (arm, seed) not in done_runs(root):
+                if (arm, seed) not in done:
                     train(compose("rad_fashion_mnist", [*overrides, f"active.selector={arm}", f"seed={seed}"]))
         records = defaultdict(list)
         for (arm, _), path in sorted(done_runs(root).items()):
