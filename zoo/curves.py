@@ -4,7 +4,6 @@ wrongly, mean ± sample std over seeds. ``zoo leaderboard`` puts them under the 
 ``<task>.png``; both are generated from the records' ``rounds`` alone, byte for byte the same from the same records.
 """
 
-import io
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,16 +70,11 @@ def markdown(curves: list[Curve], metric: str, task: str) -> list[str]:
     return lines
 
 
-def write_png(curves: list[Curve], metric: str, task: str, path: Path) -> bool:
-    """The two panels as a PNG without a timestamp or version stamp; False (nothing written) without curves."""
-    if not curves:
-        return False
-    import matplotlib
+def figure(curves: list[Curve], metric: str, task: str):
+    """Two panels: the student's metric by teacher queries (mean ± std band), and the teacher's error per round."""
+    from zoo.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    figure, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for c in curves:
         means = [statistics.fmean(v) for v in c.metric]
         spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in c.metric]
@@ -95,8 +89,15 @@ def write_png(curves: list[Curve], metric: str, task: str, path: Path) -> bool:
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     figure.tight_layout()
-    image = io.BytesIO()
-    figure.savefig(image, format="png", metadata={"Software": None})
-    plt.close(figure)
-    atomic_write_bytes(path, image.getvalue())
+    return figure
+
+
+def write_png(curves: list[Curve], metric: str, task: str, path: Path) -> bool:
+    """The two panels as a PNG (``zoo.figures``: no timestamp or version stamp); False (nothing written) without
+    curves."""
+    from zoo.figures import figure_bytes
+
+    if not curves:
+        return False
+    atomic_write_bytes(path, figure_bytes(figure(curves, metric, task), "png"))
     return True

@@ -539,15 +539,38 @@ def rows_of(task: str, records: list[Record]) -> tuple[list[Row], str]:
     return teacher_rows(records) + measured + paper_rows(task), metric
 
 
-def render(task: str, records: list[Record], code: str | None) -> tuple[str, str]:
+@dataclass
+class Board:
+    """One task's board, computed once and rendered as Markdown, CSV and a site page (``zoo.site``)."""
+    task: str
+    rows: list[Row]
+    metrics: list[str]        # every test metric some row reports, the headline first
+    gain_header: str          # "gain over <baseline arm>"
+    older: dict[int, bool]    # row index -> its runs predate the code commit (†)
+    code: str | None          # the code commit rows are marked against
+
+    @property
+    def headline(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def baseline(self) -> str | None:
+        return baseline_arm(self.task)
+
+
+def board_of(task: str, records: list[Record], code: str | None) -> Board:
     rows, metric = rows_of(task, records)
-    metrics = metric_names(rows, metric)
-    gain_header = f"gain over {baseline_arm(task) or 'baseline'}"
     commits = {r.git_commit for row in rows for r in row.records}
     older_commit = {c: is_older(c, code) for c in sorted(commits, key=str)}
     older = {i: any(older_commit[r.git_commit] for r in row.records) for i, row in enumerate(rows)}
-    return (render_markdown(task, rows, metrics, gain_header, older, code),
-            render_csv(rows, metrics, gain_header, older))
+    return Board(task, rows, metric_names(rows, metric), f"gain over {baseline_arm(task) or 'baseline'}", older, code)
+
+
+def render(task: str, records: list[Record], code: str | None) -> tuple[str, str]:
+    """The board's Markdown and CSV."""
+    board = board_of(task, records, code)
+    return (render_markdown(task, board.rows, board.metrics, board.gain_header, board.older, code),
+            render_csv(board.rows, board.metrics, board.gain_header, board.older))
 
 
 def stated_code_commit(markdown: str) -> str | None:
@@ -569,22 +592,25 @@ def load_records() -> dict[str, list[Record]]:
 
 
 def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list[Path]:
-    """Write <task>.md and <task>.csv for every task with records or paper rows (and <task>.png for an active
-    task's curves, ``zoo.curves``); returns the paths. ``code`` is
-    the code commit older rows are marked against: by default the checkout's (``code_commit``); a test gives the
-    one a committed board states, to regenerate it as it was."""
+    """Write <task>.md and <task>.csv for every task with records or paper rows, <task>.png for an active task's
+    curves (``zoo.curves``), and the static site under site/ (``zoo.site``); returns the paths. ``code`` is the
+    code commit older rows are marked against: by default the checkout's (``code_commit``); a test gives the one a
+    committed board states, to regenerate it as it was."""
     from zoo.config import task_names
+    from zoo.site import write_site
 
     code = code_commit() if code == FROM_GIT else code
     out_dir = Path(out_dir) if out_dir else data_dir("leaderboards")
     by_task = load_records()
-    written = []
+    written, boards = [], []
     for task in sorted(set(by_task) | {t for t in task_names() if paper_rows(t)}):
-        markdown, table = render(task, by_task.get(task, []), code)
+        board = board_of(task, by_task.get(task, []), code)
+        boards.append(board)
+        markdown = render_markdown(task, board.rows, board.metrics, board.gain_header, board.older, code)
+        table = render_csv(board.rows, board.metrics, board.gain_header, board.older)
         for suffix, text in ((".md", markdown), (".csv", table)):
             atomic_write_text(out_dir / f"{task}{suffix}", text)
             written.append(out_dir / f"{task}{suffix}")
-        rows, metric = rows_of(task, by_task.get(task, []))  # an active task's curves, as a picture too
-        if write_png(curves_of(rows, metric), metric, task, out_dir / f"{task}.png"):
-            written.append(out_dir / f"{task}.png")
-    return written
+        if write_png(curves_of(board.rows, board.headline), board.headline, task, out_dir / f"{task}.png"):
+            written.append(out_dir / f"{task}.png")  # an active task's curves, as a picture too
+    return written + write_site(boards, out_dir / "site")
