@@ -1,4 +1,5 @@
-"""``zoo download NAME``: a model card's weights fetched and verified; prints where they are."""
+"""``zoo download NAME``: a model card's weights fetched and verified; prints where they are, and on stderr what they
+were checked against ("unverified" when the card publishes no sha256)."""
 
 from zoo.commands.base import Arguments, Command
 
@@ -7,7 +8,9 @@ def download(arguments: Arguments, reporter) -> int:
     from zoo import hub
     from zoo.cards import get_card
 
-    reporter.data(str(hub.download(get_card(arguments.positional))))
+    card = get_card(arguments.positional)
+    reporter.data(str(hub.download(card)))
+    reporter.note(hub.verification(card))
     return 0
 
 
