@@ -269,13 +269,10 @@ def test_file_and_hf_mirrors(server, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def models_dir(tmp_path, monkeypatch) -> Path:
-    """A models/ folder of the test's own cards, in place of the shipped one."""
-    import zoo.cards
-
-    folder = tmp_path / "models"
+def models_dir(zoo_home) -> Path:
+    """The user's card folder ($ZOO_HOME/models/), for the test's own cards."""
+    folder = zoo_home / "models"
     folder.mkdir()
-    monkeypatch.setattr(zoo.cards, "data_dir", lambda name: folder if name == "models" else None)
     return folder
 
 

@@ -1,6 +1,6 @@
 """Download, verify and cache a model card's weights: ZOO_HOME/weights/<card>/<file>.
 
-    path = download(get_card("resnet50.mealv2_in1k"))
+    path = download(zoo.catalog.get_card("resnet50.mealv2_in1k"))   # any card, from any source
 
 What it guarantees:
 
