@@ -18,7 +18,7 @@ A card says what a checkpoint is and where its weights live:
     paper: null
 
 YAML is read with the safe loader and only these fields are accepted. Where cards come from (the built-in models/,
-$ZOO_HOME/models/, mirrors) and how a name finds one: ``zoo.catalog``.
+$ZOO_HOME/models/, mirrors, the Hub) and how a name finds one: ``zoo.catalog``.
 """
 
 from dataclasses import asdict, dataclass, field

@@ -1,13 +1,15 @@
 """Every model card the zoo can reach, by name, and where each one comes from.
 
     get_card("mlp.tiny.kd_digits")        the card, from whichever source holds it
-    download("mlp.tiny.kd_digits")        (card, weights path), verified, wherever the weights live
+    download("hf-hub:org/repo@v1")        (card, weights path), verified, wherever the weights live
     catalog().entries                     every listable card with its source (``zoo list models``)
 
 Sources, in this order: ``built-in`` (the models/ folder shipped with the zoo), ``user`` (``$ZOO_HOME/models/``:
 cards of one's own, without editing the installed package) and each configured mirror (``zoo.mirrors``). A name
 found in several sources is one student if they all give the same weights (replicas of a mirror), else an error
-that names two of them: the zoo never guesses which of two students a name means.
+that names two of them: the zoo never guesses which of two students a name means. ``hf-hub:org/repo[@revision]``
+names are read from the Hugging Face Hub (``zoo.hfhub``); the Hub cannot be listed, so such names appear nowhere
+until asked for.
 """
 
 import re
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from zoo import mirrors
+from zoo import hfhub, mirrors
 from zoo.cards import ModelCard, load_card
 from zoo.errors import ConfigError, UnknownNameError, did_you_mean
 from zoo.paths import data_dir, user_models_dir, zoo_home
@@ -98,11 +100,15 @@ def card_names() -> list[str]:
 
 def find(name: str) -> ModelCard | None:
     """The card called ``name``, or None when no source has one (``name`` may then be an arch)."""
+    if hfhub.is_hub_name(name):
+        return hfhub.load_card(name)
     entry = catalog().entries.get(name)
     return entry.load() if entry else None
 
 
 def get_card(name: str) -> ModelCard:
+    if hfhub.is_hub_name(name):
+        return hfhub.load_card(name)
     found = catalog()
     if name not in found.entries:
         hint = did_you_mean(name, found.entries, "models")
@@ -113,10 +119,11 @@ def get_card(name: str) -> ModelCard:
 
 
 def fetch(name: str, card: ModelCard, progress: bool = True) -> Path:
-    """The verified weights of ``card`` (called ``name``), in the zoo's cache (``zoo.hub``)."""
+    """The verified weights of ``card`` (called ``name``): a Hub card's in the Hugging Face cache, any other's in
+    the zoo's (``zoo.hub``)."""
     from zoo import hub
 
-    return hub.download(card, progress=progress)
+    return hfhub.download(card) if hfhub.is_hub_name(name) else hub.download(card, progress=progress)
 
 
 def download(name: str, progress: bool = True) -> tuple[ModelCard, Path]:
@@ -126,5 +133,5 @@ def download(name: str, progress: bool = True) -> tuple[ModelCard, Path]:
 
 def export_dir(name: str, profile: str = "default") -> Path:
     """Where ``zoo export model=NAME`` puts its folder by default, and where ``zoo infer model=NAME`` looks for it
-    (a ``/`` or ``:`` made safe for a folder name)."""
+    (a Hub name's ``:`` and ``/`` made safe for a folder name)."""
     return zoo_home() / "exports" / re.sub(r"[^\w.@-]+", "--", name) / profile

@@ -1,7 +1,7 @@
 """Build a model by name, timm-style: ``create_model("resnet50.mealv2_in1k", pretrained=True)``.
 
 A name is either a model card (``<arch>.<tag>`` from any source of ``zoo.catalog``: the built-in models/,
-$ZOO_HOME/models/, a mirror), which fixes the arch, the number of classes and
+$ZOO_HOME/models/, a mirror; or ``hf-hub:org/repo[@revision]``), which fixes the arch, the number of classes and
 the input shape and says where the weights live, or a plain ARCHS key (``mlp.tiny``), for which the caller
 gives ``num_classes`` and ``input_shape``. Cards win when both exist.
 

@@ -1,6 +1,7 @@
 """``zoo publish``: a finished run's student where others can download it by name.
 
     zoo publish run=RUN_DIR to=DIR [name=ARCH.TAG] [base_url=URL]   a mirror folder (``zoo.mirrors``)
+    zoo publish run=RUN_DIR to=hf-hub:org/repo [name=ARCH.TAG]      a Hugging Face repository (``zoo.hfhub``)
     zoo publish best=RUNS_DIR to=DIR                                the leaderboard's best run of each task
 
 The card is named ``<arch>.<task>`` unless ``name=`` says otherwise, and its version is the run id: publishing a
@@ -16,6 +17,7 @@ served from.
 """
 
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +30,18 @@ from zoo.errors import ConfigError
 class Published:
     name: str
     version: str                     # the run id
-    where: str                       # the card's path
+    where: str                       # the card's path, or hf-hub:org/repo@<commit>
     replaced: str | None = None      # the version it replaced in the mirror's index
 
 
 def publish(run_dir: Path, to: str | Path, base_url: str | None = None, name: str | None = None) -> Published:
-    """Publish the run folder ``run_dir`` to a mirror folder."""
+    """Publish the run folder ``run_dir`` to a folder or to ``hf-hub:org/repo``."""
+    from zoo import hfhub
+
+    if hfhub.is_hub_name(str(to)):
+        if base_url:
+            raise ConfigError("base_url= is for a mirror folder; a Hub repository has its own address")
+        return publish_to_hub(run_dir, str(to), name)
     return publish_to_folder(run_dir, Path(to), base_url, name)
 
 
@@ -72,6 +80,39 @@ def publish_to_folder(run_dir: Path, to: Path, base_url: str | None = None, name
     load_card(card_path)  # what we publish must read back as a valid card
     previous = mirrors.update_index(to, card, relative, version)
     return Published(card.name, version, str(card_path), previous["version"] if previous else None)
+
+
+def publish_to_hub(run_dir: Path, to: str, name: str | None = None) -> Published:
+    """Stage the Hub layout (``zoo.hfhub``) in a temp folder and upload it as one commit."""
+    from zoo import hfhub
+    from zoo.weights import sha256_file
+
+    repo_id, _ = hfhub.parse(to)
+    card, run_dir = student_card(run_dir, name)
+    with tempfile.TemporaryDirectory(prefix="zoo-publish-") as tmp:
+        stage = Path(tmp)
+        weights = stage / hfhub.WEIGHTS_FILE
+        weights.write_bytes((run_dir / "student.safetensors").read_bytes())
+        (stage / hfhub.RECORD_FILE).write_bytes((run_dir / "record.json").read_bytes())
+        card.weights = WeightsSpec(urls=[f"hf://{repo_id}/{hfhub.WEIGHTS_FILE}"], sha256=sha256_file(weights),
+                                   size=weights.stat().st_size, format="safetensors")
+        (stage / hfhub.CARD_FILE).write_text(card.to_yaml(), encoding="utf-8")
+        (stage / hfhub.README_FILE).write_text(hub_readme(card, f"{hfhub.PREFIX}{repo_id}"), encoding="utf-8")
+        commit = hfhub.upload(to, stage, f"zoo publish {card.name} (run {run_dir.name})")
+    return Published(card.name, run_dir.name, f"{hfhub.PREFIX}{repo_id}@{commit}")
+
+
+def hub_readme(card: ModelCard, name: str) -> str:
+    """The Hub's model card: metadata for its search, then what the student is and how to load it."""
+    licence = f"license: {card.license}\n" if card.license else ""
+    metrics = "\n".join(f"| {m.name} | {m.value:.4f} | {m.source} |" for m in card.metrics)
+    teacher = ", ".join(card.teacher) if isinstance(card.teacher, list) else card.teacher or "none (trained alone)"
+    return (f"---\nlibrary_name: distill-zoo\n{licence}tags: [knowledge-distillation, image-classification]\n---\n\n"
+            f"# {card.name}\n\nA `{card.arch}` student for the zoo task `{card.task}` ({card.num_classes} classes, "
+            f"input {card.input.shape}), teacher: {teacher}. `card.yaml` is its zoo model card, `record.json` the "
+            f"run record behind these numbers.\n\n| metric | value | source |\n|---|---|---|\n{metrics}\n\n"
+            f"```bash\nzoo download {name}\nzoo export model={name}\n"
+            f"python -c \"import zoo; zoo.create_model('{name}', pretrained=True)\"\n```\n")
 
 
 @dataclass

@@ -33,7 +33,7 @@ def export_folder(model: str) -> str:
     exported = export_dir(model)
     if exported.is_dir():
         return str(exported)
-    if "/" in model:
+    if "/" in model and not model.startswith("hf-hub:"):
         return model  # a folder that is not there: the runtime says so, as it always has
     raise ConfigError(f"'{model}' is neither an export folder nor a model exported by name",
                       f"export it first: zoo export model={model}")

@@ -1,5 +1,5 @@
 """``zoo publish``: a finished run (or the leaderboard's best run of each task) where others download it by name:
-a mirror folder with its index.json (``zoo.publish``)."""
+a mirror folder with its index.json, or a Hugging Face repository (``zoo.publish``)."""
 
 from pathlib import Path
 
@@ -21,12 +21,17 @@ def publish(arguments: Arguments, reporter) -> int:
 def say_published(done, reporter) -> None:
     replaced = f", replacing version {done.replaced}" if done.replaced and done.replaced != done.version else ""
     reporter.say(f"published {done.name} (version {done.version}{replaced}): {done.where}")
+    if done.where.startswith("hf-hub:"):
+        reporter.say(f"download it with: zoo download {done.where}")
 
 
 def publish_best(arguments: Arguments, reporter) -> int:
     """Each leaderboard task's best run found under best=RUNS_DIR, published to one mirror folder."""
+    from zoo.hfhub import is_hub_name
     from zoo.publish import best_runs, publish_to_folder
 
+    if is_hub_name(arguments.get("to")):
+        raise ConfigError("best= publishes into a mirror folder, not to the Hub", "publish one run=... to=hf-hub:...")
     published = 0
     for best in best_runs(Path(arguments.get("best"))):
         if best.run is None:
@@ -42,7 +47,7 @@ def publish_best(arguments: Arguments, reporter) -> int:
     return 0
 
 
-COMMANDS = [Command("publish", "publish a run (or best=RUNS_DIR: each task's best) to a mirror folder: weights + "
-                    "card (sha256, size) + record + index", publish,
-                    keys={"run": "RUN_DIR", "best": "RUNS_DIR", "to": "DIR", "name": "ARCH.TAG",
+COMMANDS = [Command("publish", "publish a run (or best=RUNS_DIR: each task's best) to a mirror folder or "
+                    "hf-hub:org/repo: weights + card (sha256, size) + record + index", publish,
+                    keys={"run": "RUN_DIR", "best": "RUNS_DIR", "to": "DIR | hf-hub:org/repo", "name": "ARCH.TAG",
                           "base_url": "URL"}, required=("to",))]
