@@ -32,7 +32,24 @@ def zoo_home(request, tmp_path_factory, monkeypatch, shared_zoo_home) -> Path:
             (home / store).symlink_to(shared_zoo_home / store, target_is_directory=True)
     monkeypatch.setenv("ZOO_HOME", str(home))
     monkeypatch.delenv("ZOO_RUN_ID", raising=False)
+    monkeypatch.delenv("ZOO_MIRRORS", raising=False)  # a developer's own mirrors are no source of a test's cards
     return home
+
+
+@pytest.fixture
+def finished_digits_run(tmp_path_factory) -> Path:
+    """A finished quick kd_digits run folder (method=ce), trained once per session and shared with test_export.py."""
+    from tests.test_export import quick_digits_run
+
+    return quick_digits_run(tmp_path_factory.getbasetemp() / "export_shared")
+
+
+@pytest.fixture
+def local_http(monkeypatch) -> None:
+    """Online, and requests to 127.0.0.1 (``tests.helpers.serve_folder``) go straight there, past any proxy."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture

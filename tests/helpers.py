@@ -1,6 +1,8 @@
 """Settings and checks the tests share, imported as ``from tests.helpers import ...`` (fixtures live in conftest)."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +49,43 @@ def fake_fashion_mnist(root: Path, train: int = 60, test: int = 20, truncate_tes
     write_idx(root / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, train))
     write_idx(root / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (test, 28, 28)), truncate_test_images)
     write_idx(root / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, test))
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """``python -m http.server`` for ``folder`` on 127.0.0.1, in a thread: yields its URL and the list of paths it
+    is asked for. Set NO_PROXY=127.0.0.1 first (the ``no_proxy`` fixture), so no proxy sees the requests."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/", asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Two weights files hold the same tensors under the same names."""
+    import torch
+
+    from zoo.weights import read_state_dict
+
+    left, right = read_state_dict(a), read_state_dict(b)
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)

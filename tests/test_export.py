@@ -226,8 +226,7 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(digits_run, tm
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_a_model_card_exports_with_its_task_data(digits_run, tmp_path, monkeypatch):
-    from zoo import cards
+def test_a_model_card_exports_with_its_task_data(digits_run, tmp_path, zoo_home):
     from zoo.cards import InputSpec, MetricEntry, ModelCard, WeightsSpec
 
     weights = digits_run / "student.safetensors"
@@ -235,8 +234,8 @@ def test_a_model_card_exports_with_its_task_data(digits_run, tmp_path, monkeypat
                      input=InputSpec(shape=[1, 8, 8]), metrics=[MetricEntry("test/acc", 0.5, "paper:none")],
                      weights=WeightsSpec(urls=[weights.as_uri()], sha256=sha256_file(weights),
                                          size=weights.stat().st_size))
-    monkeypatch.setattr(cards, "get_card", lambda name: card)  # a published card, without editing models/
-    monkeypatch.setattr(cards, "card_names", lambda: [card.name])
+    (zoo_home / "models").mkdir()  # a card of the user's own, without editing the zoo's models/
+    (zoo_home / "models" / f"{card.name}.yaml").write_text(card.to_yaml())
     assert main(["export", f"model={card.name}", f"out={tmp_path / 'card'}"]) == 0
     report = json.loads((tmp_path / "card" / "export.json").read_text())
     assert report["source"] == {"kind": "card", "card": card.name, "task": "kd_digits",

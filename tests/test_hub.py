@@ -25,6 +25,8 @@ class Server:
         self.root = root
         self.log: list[dict] = []
         self.cut_after: int | None = None  # the next response stops after this many body bytes
+        self.cut_always = False  # ... and every later one too (a mirror that serves a truncated file)
+        self.send_length = True  # False: no Content-Length, the body ends when the connection closes
         self.fail_next: list[int] = []  # statuses for the next requests, in order
         self.honour_range = True
         self.trickle_s = 0.0  # sleep between 64 KiB blocks
@@ -55,16 +57,23 @@ class Server:
                     start, status = int(requested.removeprefix("bytes=").split("-")[0]), 206
                 body = data[start:]
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
+                if server.send_length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.close_connection = True
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
                 if server.cut_after is not None:
-                    body, server.cut_after = body[:server.cut_after], None
+                    body = body[:server.cut_after]
+                    server.cut_after = server.cut_after if server.cut_always else None
                     self.close_connection = True
-                for offset in range(0, len(body), 1 << 16):
-                    self.wfile.write(body[offset:offset + (1 << 16)])
-                    time.sleep(server.trickle_s)
+                try:
+                    for offset in range(0, len(body), 1 << 16):
+                        self.wfile.write(body[offset:offset + (1 << 16)])
+                        time.sleep(server.trickle_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on this body (a refused Content-Length): no traceback on stderr
 
             def log_message(self, *args):
                 pass
@@ -153,7 +162,7 @@ def test_wrong_checksum_is_rejected_and_nothing_is_left(server, zoo_home):
         hub.download(card, progress=False)
     assert card.name in str(err.value) and server.url("w.bin") in str(err.value) and "sha256" in str(err.value)
     folder = zoo_home / "weights" / card.name
-    assert not folder.exists() or not any(folder.iterdir())  # no file, no .part, no verified.json
+    assert not folder.exists() or not any(folder.iterdir())  # no file, no .part, no first_download.json
 
 
 def test_first_mirror_404_then_second_is_used(server):
@@ -189,7 +198,8 @@ def test_unknown_hash_is_recorded_then_tampering_is_caught(server, monkeypatch):
 
     card = make_card([server.url("w.bin")], sha256=None)
     path = hub.download(card, progress=False)
-    assert json.loads((path.parent / "verified.json").read_text())["sha256"] == sha(PAYLOAD)
+    pinned = json.loads((path.parent / "first_download.json").read_text())
+    assert pinned["sha256"] == sha(PAYLOAD) and pinned["verified"] is False
     path.write_bytes(PAYLOAD[:-1] + b"!")  # a changed cached file
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     with pytest.raises(hub.DownloadError, match="fail their sha256 check"):
@@ -259,13 +269,10 @@ def test_file_and_hf_mirrors(server, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def models_dir(tmp_path, monkeypatch) -> Path:
-    """A models/ folder of the test's own cards, in place of the shipped one."""
-    import zoo.cards
-
-    folder = tmp_path / "models"
+def models_dir(zoo_home) -> Path:
+    """The user's card folder ($ZOO_HOME/models/), for the test's own cards."""
+    folder = zoo_home / "models"
     folder.mkdir()
-    monkeypatch.setattr(zoo.cards, "data_dir", lambda name: folder if name == "models" else None)
     return folder
 
 
@@ -332,7 +339,7 @@ def test_shipped_cards_load_and_name_registered_archs():
 @pytest.mark.parametrize("fmt", ["safetensors", "pth"])
 def test_a_truncated_file_behind_a_card_without_hash_is_never_trusted(server, zoo_home, tmp_path, fmt):
     """With sha256 null there is nothing to compare with, so the file's own framing is checked before its hash is
-    recorded: a weights file cut short on the mirror is deleted, and no verified.json trusts it."""
+    recorded: a weights file cut short on the mirror is deleted, and no first_download.json trusts it."""
     import torch
     from safetensors.torch import save_file
 
@@ -346,4 +353,66 @@ def test_a_truncated_file_behind_a_card_without_hash_is_never_trusted(server, zo
         hub.download(make_card([server.url("cut.bin")], fmt=fmt, name=f"mlp.tiny.cut_{fmt}"), progress=False)
     assert not list((zoo_home / "weights").glob(f"mlp.tiny.cut_{fmt}/*"))
     path = hub.download(make_card([server.url("whole.bin")], fmt=fmt, name=f"mlp.tiny.whole_{fmt}"), progress=False)
-    assert path.read_bytes() == data and (path.parent / "verified.json").is_file()
+    assert path.read_bytes() == data and (path.parent / "first_download.json").is_file()
+
+
+def legacy_pth(path: Path) -> bytes:
+    """A legacy (pickle, not zip) .pth file: no framing to tell a truncated one from a whole one."""
+    import torch
+
+    torch.save({"weight": torch.arange(600, dtype=torch.float32)}, path, _use_new_zipfile_serialization=False)
+    return path.read_bytes()
+
+
+def test_a_truncated_transfer_behind_a_card_without_hash_is_refused(server, zoo_home, tmp_path):
+    """Issue 24: a card with sha256 null (all shipped cards) and a mirror that always cuts the transfer short of its
+    Content-Length: retried, then refused; nothing is kept or pinned."""
+    data = legacy_pth(tmp_path / "w.pth")
+    (server.root / "legacy.pth").write_bytes(data)
+    server.cut_after, server.cut_always = len(data) - 100, True
+    card = make_card([server.url("legacy.pth")], name="mlp.tiny.cut_legacy")
+    with pytest.raises(hub.DownloadError, match="stopped at|connection failed"):
+        hub.download(card, progress=False, retries=1)
+    folder = zoo_home / "weights" / card.name
+    assert not folder.exists() or [p.name for p in folder.iterdir()] == ["legacy.pth.part"]  # for a later resume
+
+
+def test_a_size_the_server_contradicts_is_refused_at_once(server, zoo_home):
+    card = make_card([server.url("w.bin")], name="mlp.tiny.sized")
+    card.weights.size = len(PAYLOAD) + 1
+    with pytest.raises(hub.DownloadError, match=r"announces 524288 bytes \(Content-Length\), the card says 524289"):
+        hub.download(card, progress=False)
+    assert len(server.log) == 1  # another file, not a transient failure: no retry
+    assert not (zoo_home / "weights" / card.name).exists()
+
+
+def test_a_file_without_reference_hash_is_called_unverified(server, zoo_home, models_dir, tmp_path, capsys):
+    """Without Content-Length and without sha256 a cut-short legacy .pth cannot be told from a whole one: it is
+    kept, but its hash is pinned as unverified, never as verified, and `zoo download` says so."""
+    import json
+
+    from zoo.cli import main
+
+    data = legacy_pth(tmp_path / "w.pth")
+    (server.root / "w.pth").write_bytes(data)
+    server.send_length, server.cut_after = False, len(data) - 100
+    card = make_card([server.url("w.pth")], name="mlp.tiny.unverified")
+    (models_dir / f"{card.name}.yaml").write_text(card.to_yaml())
+    (zoo_home / "weights" / card.name).mkdir(parents=True)
+    (zoo_home / "weights" / card.name / "verified.json").write_text('{"sha256": "0"}')  # an older zoo's claim
+    assert main(["download", card.name]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(hub.cached_path(card))
+    assert "unverified: the card publishes no sha256" in err and "verified: sha256" not in err
+    pinned = json.loads((zoo_home / "weights" / card.name / hub.RECORD).read_text())
+    assert pinned["verified"] is False and pinned["sha256"] == sha(data[:-100])
+    assert not (zoo_home / "weights" / card.name / "verified.json").exists()
+
+
+def test_a_card_with_hash_says_verified(server, models_dir, capsys):
+    from zoo.cli import main
+
+    card = make_card([server.url("w.bin")], sha256=sha(PAYLOAD), name="mlp.tiny.verified")
+    (models_dir / f"{card.name}.yaml").write_text(card.to_yaml())
+    assert main(["download", card.name]) == 0
+    assert f"verified: sha256 {sha(PAYLOAD)} from the model card" in capsys.readouterr().err

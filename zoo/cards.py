@@ -17,7 +17,8 @@ A card says what a checkpoint is and where its weights live:
     license: apache-2.0
     paper: null
 
-YAML is read with the safe loader and only these fields are accepted.
+YAML is read with the safe loader and only these fields are accepted. Where cards come from (the built-in models/,
+$ZOO_HOME/models/, mirrors, the Hub) and how a name finds one: ``zoo.catalog``.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,7 @@ from typing import Any
 
 import yaml
 
-from zoo.errors import ConfigError, UnknownNameError, did_you_mean
-from zoo.paths import data_dir
+from zoo.errors import ConfigError
 
 WEIGHT_FORMATS = ("safetensors", "pth")
 URL_SCHEMES = ("https://", "http://", "hf://", "file://")
@@ -113,14 +113,3 @@ def load_card(path: Path, check_name: bool = True) -> ModelCard:
     if check_name and card.name != path.stem:
         raise _fail(str(path), f"name '{card.name}' differs from the file name '{path.stem}'")
     return card
-
-
-def card_names() -> list[str]:
-    return sorted(p.stem for p in data_dir("models").glob("*.yaml"))
-
-
-def get_card(name: str) -> ModelCard:
-    path = data_dir("models") / f"{name}.yaml"
-    if not path.is_file():
-        raise UnknownNameError(f"unknown model '{name}'", did_you_mean(name, card_names(), "models"))
-    return load_card(path)

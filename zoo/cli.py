@@ -7,10 +7,13 @@
     zoo list [methods|archs|datasets|kinds|tasks|models]
     zoo show task=NAME [key=value ...]        print the resolved config
     zoo export run=RUN_DIR|model=CARD [profile=NAME] [out=DIR]   checked ONNX folder (parity + metric)
-    zoo infer model=EXPORT_DIR inputs=FILE.npy  top-1 per row with numpy + onnxruntime only
+    zoo infer model=EXPORT_DIR|NAME inputs=FILE.npy   top-1 per row with numpy + onnxruntime only
     zoo bench run=RUN_DIR|model=EXPORT_DIR [batches=1,8,32]   eager vs onnxruntime latency/throughput
-    zoo publish run=RUN_DIR to=DIR             weights + card (sha256, size) + record, as a download mirror
-    zoo download NAME                          fetch and verify a model card's weights, print their path
+    zoo publish run=RUN_DIR|best=RUNS_DIR to=DIR|hf-hub:org/repo [name=ARCH.TAG]   weights + card (sha256, size)
+                                               + record, in a mirror folder (with its index.json) or a Hub repo
+    zoo mirror [add=URL|DIR] [remove=URL|DIR]  the mirrors model cards are found in ($ZOO_HOME/config.yaml)
+    zoo download NAME                          fetch and verify a model's weights by name (any source,
+                                               hf-hub:org/repo[@rev]), print their path
     zoo leaderboard [add=RUN_DIR|RECORD|REPRODUCE_SUMMARY ...]   regenerate leaderboards/ from records
     zoo index run=RUN_DIR [out=DIR] [quant_scale=100]   index a retrieval run's corpus
     zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec]   search it with the run's student

@@ -1,6 +1,6 @@
 """Download, verify and cache a model card's weights: ZOO_HOME/weights/<card>/<file>.
 
-    path = download(get_card("resnet50.mealv2_in1k"))
+    path = download(zoo.catalog.get_card("resnet50.mealv2_in1k"))   # any card, from any source
 
 What it guarantees:
 
@@ -13,11 +13,14 @@ What it guarantees:
   that ignores Range (answers 200) gets a full download instead.
 - **Retries.** Connection errors, cut transfers, 5xx, 408 and 429 are retried with exponential backoff
   (``RETRIES`` and ``BACKOFF_S``, or the keyword arguments, so tests run fast).
-- **Verification.** sha256 must match ``card.weights.sha256``; a mismatch deletes the download. When the card's
-  hash is null (not yet known), the first complete download's hash is recorded in ``verified.json`` beside
-  the file and every later use is checked against it (trust on first use). "Complete" is checked by the file's
-  own structure before it is trusted: a safetensors file must be as long as its header says, a zip-format
-  ``.pth`` must read as a whole zip; a file cut short on the mirror is deleted, never recorded.
+- **Verification.** sha256 must match ``card.weights.sha256`` and the length ``card.weights.size``; a mismatch
+  deletes the download. A server whose Content-Length differs from the card's size is refused before any byte is
+  kept, and a transfer that ends short of its Content-Length is retried, then refused, never kept.
+- **Unverified files say so.** When the card's hash is null (the three MEAL-V2 cards: upstream publishes none)
+  there is nothing to verify against. The file must still be whole by its own structure (a safetensors file as long
+  as its header says, a zip-format ``.pth`` readable as a whole zip; a file cut short is deleted), and its hash is
+  then pinned in ``first_download.json`` beside it, marked ``"verified": false``: every later use is checked against
+  that first download (trust on first use), and ``verification(card)`` says "unverified" in words.
 - **Offline.** With ZOO_OFFLINE=1 or HF_HUB_OFFLINE=1 only the cache is used.
 - **Concurrency.** A file lock per card means two processes downloading the same card leave one good file:
   the second waits, then finds the first one's verified file.
@@ -48,7 +51,8 @@ MAX_BACKOFF_S = 30.0
 TIMEOUT_S = (10, 60)  # connect, read
 CHUNK = 1 << 16  # a cut connection loses the unwritten chunk, so keep it small
 OFFLINE_VARS = ("ZOO_OFFLINE", "HF_HUB_OFFLINE")
-RECORD = "verified.json"
+RECORD = "first_download.json"  # the pinned hash of a card without one
+LEGACY_RECORD = "verified.json"  # older zoos wrote this one, possibly for a truncated file: not trusted
 
 
 class DownloadError(ZooError):
@@ -125,12 +129,30 @@ def _expected_sha(card: ModelCard, folder: Path) -> str | None:
     return json.loads(record.read_text(encoding="utf-8"))["sha256"] if record.is_file() else None
 
 
-def _record(target: Path, digest: str, source: str) -> None:
+def _record(card: ModelCard, target: Path, digest: str, source: str) -> None:
+    """Pin the first download of a card without a hash. "verified": false, because nothing published vouches for
+    it: it only lets every later use be checked against this one."""
+    from zoo.atomic import atomic_write_text
+
     record = {"sha256": digest, "size": target.stat().st_size, "file": target.name, "source": source,
-              "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = target.parent / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target.parent / RECORD)
+              "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "verified": False,
+              "why": "the card publishes no sha256: this is the first download's, trusted on first use"}
+    atomic_write_text(target.parent / RECORD, json.dumps(record, indent=2) + "\n")
+    (target.parent / LEGACY_RECORD).unlink(missing_ok=True)
+    _warn(f"the weights of '{card.name}' are unverified: the card publishes no sha256, so the first "
+          f"download's ({digest[:12]}...) is pinned and later uses are checked against it")
+
+
+def verification(card: ModelCard) -> str:
+    """In words, what the cached weights of ``card`` were checked against (after ``download``)."""
+    if card.weights.sha256:
+        return f"verified: sha256 {card.weights.sha256} from the model card"
+    record = weights_dir(card.name) / RECORD
+    if not record.is_file():
+        return "unverified: the card publishes no sha256 and nothing is cached yet"
+    pinned = json.loads(record.read_text(encoding="utf-8"))
+    return (f"unverified: the card publishes no sha256; this file's ({pinned['sha256']}, {pinned['size']} bytes) "
+            f"was pinned at its first download on {pinned['recorded']} and later uses are checked against it")
 
 
 def _cached_ok(card: ModelCard, target: Path) -> bool:
@@ -139,10 +161,16 @@ def _cached_ok(card: ModelCard, target: Path) -> bool:
 
     if not target.is_file():
         return False
-    expected, digest = _expected_sha(card, target.parent), sha256_file(target)
-    if expected is None:  # placed by hand before any recorded download: trust it from now on
-        _record(target, digest, source="found in cache")
-        return True
+    expected = _expected_sha(card, target.parent)
+    if expected is None:  # placed by hand, or left by a zoo that trusted it without checks: check what can be
+        problem = _whole_problem(card, target)
+        if problem is None:
+            _record(card, target, sha256_file(target), source="found in cache")
+            return True
+        target.unlink()
+        _warn(f"cached weights of '{card.name}' were deleted: {problem}")
+        return False
+    digest = sha256_file(target)
     if digest == expected:
         return True
     target.unlink()
@@ -150,8 +178,16 @@ def _cached_ok(card: ModelCard, target: Path) -> bool:
         raise DownloadError(f"the cached weights of '{card.name}' fail their sha256 check (expected {expected}, "
                             f"got {digest}); the file was deleted and offline mode cannot fetch it again",
                             f"unset {' and '.join(OFFLINE_VARS)} and run `zoo download {card.name}`")
-    _warn(f"cached weights of '{card.name}' changed since they were verified; downloading them again")
+    _warn(f"cached weights of '{card.name}' changed since they were checked; downloading them again")
     return False
+
+
+def _whole_problem(card: ModelCard, path: Path, structure: bool = True) -> str | None:
+    """What can be checked without a hash: the card's size, then (``structure``) the file's own framing."""
+    size = path.stat().st_size
+    if card.weights.size is not None and size != card.weights.size:
+        return f"size {size} bytes, the card says {card.weights.size}"
+    return structure_problem(path, card.weights.format) if structure else None
 
 
 def _download(card: ModelCard, target: Path, progress: bool, retries: int, backoff_s: float) -> Path:
@@ -162,27 +198,23 @@ def _download(card: ModelCard, target: Path, progress: bool, retries: int, backo
     failures = []
     for url in card.weights.urls:
         try:
-            _fetch(url, part, progress, retries, backoff_s)
+            _fetch(url, part, card.weights.size, progress, retries, backoff_s)
         except _MirrorFailed as err:
             failures.append(f"{url}: {err}")
             continue
-        digest, size = sha256_file(part), part.stat().st_size
+        digest = sha256_file(part)
         if expected is not None and digest != expected:
             part.unlink()
             failures.append(f"{url}: sha256 mismatch (expected {expected}, got {digest}); the download was deleted")
             continue
-        if card.weights.size is not None and size != card.weights.size:
-            part.unlink()
-            failures.append(f"{url}: size {size} bytes, the card says {card.weights.size}; the download was deleted")
-            continue
-        problem = structure_problem(part, card.weights.format) if expected is None else None
-        if problem:  # nothing to compare with: the file must at least be whole before it is trusted
+        problem = _whole_problem(card, part, structure=expected is None)  # no hash: it must at least be whole
+        if problem:
             part.unlink()
             failures.append(f"{url}: {problem}; the download was deleted")
             continue
         part.replace(target)
         if expected is None:
-            _record(target, digest, source=url)
+            _record(card, target, digest, source=url)
         return target
     hint = ("check the network and the card's weights.urls; a sha256 mismatch means a mirror serves a different "
             "file than the card describes")
@@ -226,8 +258,8 @@ def structure_problem(path: Path, fmt: str) -> str | None:
     return None
 
 
-def _fetch(url: str, part: Path, progress: bool, retries: int, backoff_s: float) -> None:
-    """Fill ``part`` with the bytes at ``url``, or raise _MirrorFailed."""
+def _fetch(url: str, part: Path, size: int | None, progress: bool, retries: int, backoff_s: float) -> None:
+    """Fill ``part`` with the bytes at ``url`` (``size`` of them, when the card knows), or raise _MirrorFailed."""
     if url.startswith("hf://"):
         _fetch_hf(url, part)
         return
@@ -240,7 +272,7 @@ def _fetch(url: str, part: Path, progress: bool, retries: int, backoff_s: float)
     for attempt in range(retries + 1):
         try:
             with _progress_bar(part.name.removesuffix(".part"), progress) as bar:
-                _http_once(url, part, bar)
+                _http_once(url, part, size, bar)
             return
         except _Retry as err:
             if attempt == retries:
@@ -248,8 +280,9 @@ def _fetch(url: str, part: Path, progress: bool, retries: int, backoff_s: float)
             time.sleep(min(backoff_s * 2**attempt, MAX_BACKOFF_S))
 
 
-def _http_once(url: str, part: Path, bar) -> None:
-    """One GET, resuming ``part`` when it holds bytes. Raises _Retry (transient) or _MirrorFailed (final)."""
+def _http_once(url: str, part: Path, size: int | None, bar) -> None:
+    """One GET, resuming ``part`` when it holds bytes. Raises _Retry (transient) or _MirrorFailed (final): a
+    server announcing another length than the card's ``size`` serves another file, and no retry changes that."""
     import requests
 
     from zoo import __version__
@@ -275,6 +308,9 @@ def _http_once(url: str, part: Path, bar) -> None:
                 part.unlink()
                 raise _Retry("the server resumed at the wrong offset; restarting from byte 0")
             total = _total_size(response, start if resumed else 0)
+            if size is not None and total is not None and total != size:
+                part.unlink(missing_ok=True)
+                raise _MirrorFailed(f"the server announces {total} bytes (Content-Length), the card says {size}")
             bar.reset(total, start if resumed else 0)
             with open(part, "ab" if resumed else "wb") as handle:  # 200 to a Range request: a full body
                 for chunk in response.iter_content(CHUNK):

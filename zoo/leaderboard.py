@@ -252,15 +252,20 @@ def baseline_of(task: str) -> str | None:
     return baseline
 
 
-def headline_metric(task: str, records: list[Record]) -> str:
-    """The test-split headline metric of the task's kind, declared by the data module its config names (the
-    task's YAML, else the records' config for a task this version no longer has)."""
+def task_kind(task: str, records: list[Record]):
+    """The task's kind, declared by the data module its config names (the task's YAML, else the records' config for
+    a task this version no longer has)."""
     from zoo.config import compose, task_names
     from zoo.kinds import kind_of
     from zoo.registry import DATASETS
 
     data = compose(task).data.name if task in task_names() else records[0].config["data"]["name"]
-    return kind_of(DATASETS.get(str(data))).headline_metric
+    return kind_of(DATASETS.get(str(data)))
+
+
+def headline_metric(task: str, records: list[Record]) -> str:
+    """The test-split headline metric of the task's kind."""
+    return task_kind(task, records).headline_metric
 
 
 # --- rows -----------------------------------------------------------------------------------------------------

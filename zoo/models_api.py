@@ -1,16 +1,18 @@
 """Build a model by name, timm-style: ``create_model("resnet50.mealv2_in1k", pretrained=True)``.
 
-A name is either a model card (``models/<arch>.<tag>.yaml``), which fixes the arch, the number of classes and
+A name is either a model card (``<arch>.<tag>`` from any source of ``zoo.catalog``: the built-in models/,
+$ZOO_HOME/models/, a mirror; or ``hf-hub:org/repo[@revision]``), which fixes the arch, the number of classes and
 the input shape and says where the weights live, or a plain ARCHS key (``mlp.tiny``), for which the caller
 gives ``num_classes`` and ``input_shape``. Cards win when both exist.
 
-With a card, ``pretrained=True`` fetches the weights through ``zoo.hub.download`` (cached, verified) and
+With a card, ``pretrained=True`` fetches the weights through ``zoo.catalog.fetch`` (cached, verified) and
 loads them strictly (``zoo.weights`` unwraps keys saved from ``nn.DataParallel``, as in MEAL-V2's
 released .pth files). With a plain arch, ``pretrained`` goes to the builder
 (timm archs then load timm's own weights; the small nets have none and say so).
 """
 
-from zoo import cards
+from zoo import catalog
+from zoo.cards import ModelCard
 from zoo.errors import ConfigError, UnknownNameError, did_you_mean
 
 
@@ -35,29 +37,29 @@ def create_model(name: str, pretrained: bool = False, **kwargs):
     # The builder never loads weights of its own here: the card's weights are the pretrained ones.
     model = create(card.arch, num_classes, tuple(kwargs.get("input_shape", card.input.shape)))
     if pretrained:
-        from zoo import hub
         from zoo.weights import load_weights
 
-        load_weights(model, hub.download(card, progress=kwargs.get("progress", True)))
+        load_weights(model, catalog.fetch(name, card, progress=kwargs.get("progress", True)))
     return model
 
 
-def _card_or_none(name: str) -> "cards.ModelCard | None":
+def _card_or_none(name: str) -> ModelCard | None:
     """The card called ``name``; None when ``name`` is a registered arch instead; an error listing both kinds."""
     from zoo.registry import ARCHS
 
-    if name in cards.card_names():
-        return cards.get_card(name)
+    card = catalog.find(name)
+    if card is not None:
+        return card
     try:
         ARCHS.get(name)
     except UnknownNameError:
         if ARCHS.family_of(name) is not None:
             raise  # a family's own message says what its names look like
         raise UnknownNameError(f"unknown model '{name}' (neither a model card nor an arch)",
-                               did_you_mean(name, cards.card_names() + ARCHS.names() + ARCHS.patterns(),
+                               did_you_mean(name, catalog.card_names() + ARCHS.names() + ARCHS.patterns(),
                                             "models and archs")) from None
     return None
 
 
 def _cards_of(arch: str) -> list[str]:
-    return [n for n in cards.card_names() if n.startswith(f"{arch}.")]
+    return [n for n in catalog.card_names() if n.startswith(f"{arch}.")]

@@ -26,6 +26,11 @@ def zoo_home() -> Path:
     return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
 
 
+def user_models_dir() -> Path:
+    """Model cards of the user's own, beside the built-in ones, without editing the installed package."""
+    return zoo_home() / "models"
+
+
 def teacher_weights_dir() -> Path:
     return zoo_home() / "teachers"
 

@@ -14,6 +14,7 @@ from zoo.commands import (
     infer,
     leaderboard,
     listing,
+    mirror,
     publish,
     reproduce,
     retrieval,
@@ -24,5 +25,6 @@ from zoo.commands.base import Command
 
 # In the order `zoo --help` lists them.
 COMMANDS: dict[str, Command] = {command.name: command for module in (
-    train, search, evaluate, reproduce, listing, export, infer, bench, publish, download, leaderboard, retrieval,
+    train, search, evaluate, reproduce, listing, export, infer, bench, publish, mirror, download, leaderboard,
+    retrieval,
 ) for command in module.COMMANDS}

@@ -2,6 +2,8 @@
 exported text classifier (its tokenizer read by transformers). numpy and onnxruntime only: nothing here (or in what
 it imports) needs torch."""
 
+from pathlib import Path
+
 from zoo.commands.base import Arguments, Command
 
 
@@ -9,8 +11,9 @@ def infer(arguments: Arguments, reporter) -> int:
     from zoo.export.runtime import predict_file
     from zoo.export.text_runtime import is_text_classifier, predict_texts
 
-    predict = predict_texts if is_text_classifier(arguments.get("model")) else predict_file
-    clf, probs = predict(arguments.get("model"), arguments.get("inputs"))
+    model = export_folder(arguments.get("model"))
+    predict = predict_texts if is_text_classifier(model) else predict_file
+    clf, probs = predict(model, arguments.get("inputs"))
     reporter.note(f"# {clf.folder / 'model.onnx'} on {clf.provider}")
     reporter.data("row\ttop1\tclass\tprob")
     for row, p in enumerate(probs):
@@ -19,6 +22,24 @@ def infer(arguments: Arguments, reporter) -> int:
     return 0
 
 
+def export_folder(model: str) -> str:
+    """``model=`` as given when it is a folder; else a model name that ``zoo export model=NAME`` exported to its
+    default folder."""
+    from zoo.catalog import export_dir
+    from zoo.errors import ConfigError
+
+    if Path(model).exists():
+        return model
+    exported = export_dir(model)
+    if exported.is_dir():
+        return str(exported)
+    if "/" in model and not model.startswith("hf-hub:"):
+        return model  # a folder that is not there: the runtime says so, as it always has
+    raise ConfigError(f"'{model}' is neither an export folder nor a model exported by name",
+                      f"export it first: zoo export model={model}")
+
+
 COMMANDS = [Command("infer", "top-1 per row with an exported model (numpy + onnxruntime only)", infer,
-                    keys={"model": "EXPORT_DIR", "inputs": "FILE.npy | FILE.txt (texts, one per line)"},
+                    keys={"model": "EXPORT_DIR | NAME (exported by zoo export model=NAME)",
+                          "inputs": "FILE.npy | FILE.txt (texts, one per line)"},
                     required=("model", "inputs"))]

@@ -236,11 +236,10 @@ def held_out_batches(datamodule, split: str = "test") -> Iterator[tuple[torch.Te
 
 def export_card(name: str, out: str | Path | None, profile: str, say: Callable[[str], None] = print):
     """Export a published model card's checkpoint, checked on its task's test split."""
-    from zoo.cards import get_card
+    from zoo.catalog import export_dir, get_card
     from zoo.config import compose
     from zoo.export.preprocess import spec_for_datamodule
     from zoo.models_api import create_model
-    from zoo.paths import zoo_home
     from zoo.registry import DATASETS
 
     card = get_card(name)
@@ -252,7 +251,7 @@ def export_card(name: str, out: str | Path | None, profile: str, say: Callable[[
                           f"task {card.task}'s data ({datamodule.num_classes} classes, input "
                           f"{list(datamodule.input_shape)})")
     spec = spec_for_datamodule(datamodule, "float32")
-    target = Path(out) if out else zoo_home() / "exports" / name / profile
+    target = Path(out) if out else export_dir(name, profile)
     say(f"exporting model {name} with profile '{profile}' ...")
     result = export_module(student, target, profile, input_shape=tuple(card.input.shape),
                            batches=held_out_batches(datamodule, "test"), spec=spec, card=copy.deepcopy(card),
