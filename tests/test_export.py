@@ -294,13 +294,17 @@ def test_eval_of_a_run_folder_reproduces_its_record(digits_run, capsys):
 
 def test_weights_damaged_after_the_run_are_refused_before_anything_is_written(digits_run, tmp_path):
     """ONNX and PyTorch agree on damaged weights (both read them), so the run's record is the check: the weights
-    must score the test accuracy the run recorded."""
+    must score the test accuracy the run recorded. (A record that names the weights' sha256 refuses them before,
+    in ``load_run``: tests/test_integrity.py; this is the check for records from before the sha256.)"""
     import shutil
 
     from safetensors.torch import load_file, save_file
 
     damaged = tmp_path / "run"
     shutil.copytree(digits_run, damaged, ignore=shutil.ignore_patterns("export"))
+    raw = json.loads((damaged / "record.json").read_text())
+    del raw["student"]["sha256"]
+    (damaged / "record.json").write_text(json.dumps(raw))
     state = load_file(damaged / "student.safetensors")
     state = {name: -value if value.is_floating_point() else value for name, value in state.items()}
     save_file(state, damaged / "student.safetensors")  # a valid file, other weights
