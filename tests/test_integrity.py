@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from zoo.checkpoints import HashedCheckpointIO, sidecar_of, verify_checkpoint
 from zoo.cli import main
 from zoo.config import compose
 from zoo.errors import ZooError
+from zoo.recipes import sealed, stored_problem
 from zoo.records import read_record
 from zoo.train import train
 from zoo.weights import sha256_file
@@ -162,3 +164,51 @@ def test_a_record_from_before_the_sha256_is_still_read(shared, tmp_path, capsys)
     (run / "record.json").write_text(json.dumps(raw))
     assert main(["eval", f"run={run}"]) == 0
     assert f"test/acc: {raw['metrics']['test/acc']:.4f}" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------- teacher store
+@pytest.mark.own_teachers  # it damages the stored teacher
+def test_a_garbled_stored_teacher_meta_is_retrained_with_a_note(runs, zoo_home):
+    overrides = QUICK + runs + ["teacher.recipe.epochs=1", "trainer.max_epochs=1"]
+    first = train(compose("kd_digits", overrides), say=quiet).record
+    meta = next((zoo_home / "teachers").glob("*/meta.json"))
+    meta.write_text('{"sha256": "0000", ')
+    messages = []
+    second = train(compose("kd_digits", overrides), say=messages.append).record
+    assert any("meta.json is unreadable or does not match its own sha256; retraining it" in m for m in messages)
+    assert any(m.startswith("training teacher convnet.base") for m in messages)
+    assert stored_problem(meta.with_name("teacher.safetensors"), meta) is None  # stored again, whole
+    assert second.teacher_metrics == first.teacher_metrics and second.metrics == first.metrics  # same recipe, seed
+
+
+def test_stored_meta_must_match_its_own_sha256(tmp_path):
+    weights, meta = tmp_path / "teacher.safetensors", tmp_path / "meta.json"
+    weights.write_bytes(b"weights")
+    content = {"key": {"arch": "x"}, "sha256": sha256_file(weights), "metrics": {"test/acc": 0.9}}
+    meta.write_text(json.dumps(sealed(content)))
+    assert stored_problem(weights, meta) is None
+    meta.write_text(json.dumps(sealed(content)).replace("0.9", "0.99"))  # a metric changed after it was written
+    assert "does not match its own sha256" in stored_problem(weights, meta)
+    meta.write_text(json.dumps(content))  # from before meta_sha256: accepted, its weights still checked
+    assert stored_problem(weights, meta) is None
+    weights.write_bytes(b"\0" * 7)
+    assert "does not match the sha256 in meta.json" in stored_problem(weights, meta)
+    assert stored_problem(tmp_path / "none.safetensors", tmp_path / "none.json") == "absent"
+
+
+# ----------------------------------------------------------------------------------------------- teacher cache
+def test_cache_rows_zeroed_with_their_checksums_are_recomputed_to_the_same_result(runs, zoo_home):
+    overrides = QUICK + runs + ["teacher.recipe.epochs=1", "trainer.max_epochs=2"]
+    first = train(compose("kd_digits", overrides), say=quiet).record
+    (cache,) = (zoo_home / "teacher_outputs").glob("*/meta.json")
+    arrays = [cache.parent / f"{name}.npy" for name in json.loads(cache.read_text())["shapes"]]
+    for path in [*arrays, cache.parent / "checksum.npy"]:  # zeroed as a disk or an editor would: data and checksum
+        mapped = np.load(path, mmap_mode="r+")
+        mapped[:50] = 0
+        mapped.flush()
+        del mapped
+
+    second = train(compose("kd_digits", overrides), say=quiet).record
+    assert second.metrics == first.metrics and second.teacher_metrics == first.teacher_metrics
+    assert second.teacher_queries["cache_corrupt"] >= 50 and second.teacher_queries["forward_passes"] > 0
+    assert all(np.load(path)[:50].any() for path in arrays)  # rewritten, so the damage does not stay
