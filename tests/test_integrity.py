@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tests.helpers import QUICK
 from tests.test_export import quick_digits_export, quick_digits_run
@@ -164,6 +165,53 @@ def test_a_record_from_before_the_sha256_is_still_read(shared, tmp_path, capsys)
     (run / "record.json").write_text(json.dumps(raw))
     assert main(["eval", f"run={run}"]) == 0
     assert f"test/acc: {raw['metrics']['test/acc']:.4f}" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------- exports
+def flip_inside_onnx_weights(path: Path) -> None:
+    """Flip bytes in the middle of the largest initializer's raw data: the protobuf still parses and runs."""
+    import onnx
+
+    data = max((t.raw_data for t in onnx.load(path).graph.initializer), key=len)
+    raw = bytearray(path.read_bytes())
+    flip(raw, raw.find(data) + len(data) // 2, 32)
+    path.write_bytes(bytes(raw))
+
+
+def test_an_export_with_flipped_model_bytes_is_refused_before_it_serves(shared, tmp_path, capsys):
+    import onnxruntime as ort
+
+    folder = tmp_path / "export"
+    shutil.copytree(shared[1], folder)
+    digits = np.random.default_rng(0).integers(0, 17, (3, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", digits)
+    assert main(["infer", f"model={folder}", f"inputs={tmp_path / 'x.npy'}"]) == 0
+    capsys.readouterr()
+    flip_inside_onnx_weights(folder / "model.onnx")
+    ort.InferenceSession(str(folder / "model.onnx"))  # it would load and answer, otherwise
+
+    for argv in (["infer", f"model={folder}", f"inputs={tmp_path / 'x.npy'}"],
+                 ["bench", f"model={folder}", "iters=2", "warmup=0", "batches=1"]):
+        assert main(argv) == 2, argv[0]
+        captured = capsys.readouterr()
+        assert "model.onnx' does not match its sha256 in" in one_error_line(captured.err) and not captured.out
+
+
+def test_an_export_card_quotes_what_the_export_measured_not_the_record(shared, tmp_path):
+    """The record's numbers are not checked by the export (a changed val/acc would go straight onto the card)."""
+    from zoo.export.dispatch import export_run
+
+    run = tmp_path / "run"
+    shutil.copytree(shared[0], run, ignore=shutil.ignore_patterns("export", "bench-*"))
+    raw = json.loads((run / "record.json").read_text())
+    raw["metrics"]["val/acc"] = 0.123456
+    (run / "record.json").write_text(json.dumps(raw))
+    report = export_run(run, tmp_path / "out", say=quiet).report
+    card = yaml.safe_load((tmp_path / "out" / "card.yaml").read_text())
+    parity = report["parity"]
+    assert card["metrics"] == [{"name": "test/acc", "value": parity["metric_onnx"],
+                                "source": f"export:onnx top-1 on {parity['samples']} test samples, profile default"}]
+    assert report["source"]["record_metrics"]["val/acc"] == 0.123456  # kept in export.json, as the record said
 
 
 # ----------------------------------------------------------------------------------------------- teacher store
