@@ -193,3 +193,21 @@ def test_a_record_with_a_non_finite_metric_is_refused_and_nothing_is_copied(tmp_
     with pytest.raises(RecordError, match=r"non-finite metric\(s\) test/loss"):
         add_good_and_damaged(tmp_path, monkeypatch, lambda raw: raw["metrics"].update({"test/loss": float("nan")}))
     assert not (tmp_path / "leaderboards" / "records").exists()
+
+
+def test_a_non_finite_record_already_among_the_records_stops_a_regeneration_in_one_line(tmp_path, monkeypatch, capsys):
+    """One copied before zoo leaderboard add refused them crashed every later render with a traceback."""
+    board = tmp_path / "leaderboards"
+    real = data_dir
+    monkeypatch.setattr(leaderboard, "data_dir", lambda name: board if name == "leaderboards" else real(name))
+    (board / "records").mkdir(parents=True)
+    committed = sorted((real("leaderboards") / "records").glob("kd_digits__*.json"))
+    (board / "records" / committed[0].name).write_text(committed[0].read_text())
+    raw = json.loads(committed[1].read_text())
+    raw["metrics"]["test/acc"] = float("nan")
+    broken = board / "records" / committed[1].name
+    broken.write_text(json.dumps(raw))
+    assert main(["leaderboard"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {broken}: non-finite metric(s) test/acc") and "Traceback" not in err
+    assert sorted(p.name for p in board.iterdir()) == ["records"]  # no board written

@@ -61,14 +61,16 @@ def test_ensemble_topk_is_the_top_of_the_mean_softmax():
     assert index.tolist() == [[1, 2]] and torch.allclose(prob[0], mean[[1, 2]])
 
 
-def _fill(store, epochs, calls):
-    def label_batches(epoch, crops):
-        calls.append(epoch)
-        for start in (0, 3):
-            idx = np.arange(start, start + 3)
-            yield idx, np.tile([epoch % 4, 1], (3, 1)).astype(np.int16), np.full((3, 2), 0.25, np.float16)
+def _batches(epoch, calls):
+    calls.append(epoch)
+    for start in (0, 3):
+        idx = np.arange(start, start + 3)
+        yield idx, np.tile([epoch % 4, 1], (3, 1)).astype(np.int16), np.full((3, 2), 0.25, np.float16)
 
-    store.generate(epochs, lambda epoch: np.full((6, 5), epoch / 10, np.float32), label_batches, say=lambda *_: None)
+
+def _fill(store, epochs, calls):
+    store.generate(epochs, lambda epoch: np.full((6, 5), epoch / 10, np.float32),
+                   lambda epoch, crops: _batches(epoch, calls), say=lambda *_: None)
 
 
 def test_store_round_trip_resume_and_integrity(tmp_path):
@@ -114,9 +116,28 @@ def test_store_for_other_inputs_or_format_is_refused(tmp_path):
     (tmp_path / "s" / "store.json").write_text(json.dumps({**manifest, "version": 99}))
     with pytest.raises(CacheError, match="v99"):
         SoftLabelStore(tmp_path / "s", KEY)
-    (tmp_path / "s" / "store.json").write_text("{not json")
-    with pytest.raises(CacheError, match="not a readable"):
-        SoftLabelStore(tmp_path / "s", KEY)
+
+
+def test_a_zeroed_epoch_or_a_garbled_manifest_is_regenerated_to_the_same_labels(tmp_path):
+    """A zeroed file keeps its size but not its sha256; an unreadable store.json is said and regenerated, not a
+    one-line error the user must clear by finding and deleting the store."""
+    calls: list[int] = []
+    _fill(SoftLabelStore(tmp_path / "s", KEY), 2, calls)
+    labels = SoftLabelStore(tmp_path / "s", KEY).soft_labels(1, np.arange(6))
+    epoch = tmp_path / "s" / "epoch-0001.npz"
+    epoch.write_bytes(bytes(epoch.stat().st_size))
+    calls.clear()
+    _fill(SoftLabelStore(tmp_path / "s", KEY), 2, calls)
+    assert calls == [1] and torch.equal(SoftLabelStore(tmp_path / "s", KEY).soft_labels(1, np.arange(6)), labels)
+
+    (tmp_path / "s" / "store.json").write_text('{"format": "zoo-region-soft-labels", "epo')
+    calls.clear()
+    said: list[str] = []
+    store = SoftLabelStore(tmp_path / "s", KEY)
+    store.generate(2, lambda epoch: np.full((6, 5), epoch / 10, np.float32),
+                   lambda epoch, crops: _batches(epoch, calls), say=said.append)
+    assert calls == [0, 1] and "unreadable store.json" in said[0]
+    assert torch.equal(SoftLabelStore(tmp_path / "s", KEY).soft_labels(1, np.arange(6)), labels)
 
 
 def test_crop_dataset_serves_epoch_tagged_batches():

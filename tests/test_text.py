@@ -108,6 +108,7 @@ def test_a_text_run_exports_a_checked_graph_with_its_tokenizer_and_serves_zoo_in
     import json
 
     import numpy as np
+    import yaml
 
     from zoo.archs.text import load_tokenizer
     from zoo.cli import main
@@ -130,6 +131,9 @@ def test_a_text_run_exports_a_checked_graph_with_its_tokenizer_and_serves_zoo_in
     assert parity["metric_onnx"] == parity["metric_torch"] and parity["record_checked"]  # the weights score the record
     spec = json.loads((folder / "text_classifier.json").read_text())
     assert spec["classes"] == ["negative", "positive"] and spec["tokenizer"] == "minilm"
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    assert [(m["name"], m["value"]) for m in card["metrics"]] == [("test/acc", parity["metric_onnx"])]  # measured
+    assert any(name.startswith("tokenizer/") for name in result.report["files"])  # checked before it serves
 
     texts = ["i love this, the best day", "awful, broken and sad", "the car on the road today"]
     onnx = OnnxTextClassifier(folder).predict(texts)

@@ -12,7 +12,7 @@ A card says what a checkpoint is and where its weights live:
       sha256: null                    # null: not yet known (the first verified download records it)
       size: null
       format: safetensors             # or pth (read with weights_only=True)
-    metrics: [{name: test/acc, value: 0.96, source: "record:<run-id>"}]   # or "paper:<citation>"
+    metrics: [{name: test/acc, value: 0.96, source: "record:<run-id>"}]   # or "paper:<citation>", "export:<check>"
     teacher: convnet.base
     license: apache-2.0
     paper: null
@@ -53,7 +53,7 @@ class InputSpec:
 class MetricEntry:
     name: str
     value: float
-    source: str  # "record:<run-id>" or "paper:<citation>"
+    source: str  # "record:<run-id>", "paper:<citation>" or "export:<the check that measured it>" (zoo export)
 
 
 @dataclass
@@ -97,8 +97,9 @@ def parse_card(raw: Any, source: str) -> ModelCard:
                                             or any(c not in "0123456789abcdef" for c in card.weights.sha256)):
         raise _fail(source, "weights.sha256 must be 64 lowercase hex digits, or null when not yet known")
     for metric in card.metrics:
-        if not metric.source.startswith(("record:", "paper:")):
-            raise _fail(source, f"metric '{metric.name}' must cite 'record:<run-id>' or 'paper:<citation>'")
+        if not metric.source.startswith(("record:", "paper:", "export:")):
+            raise _fail(source, f"metric '{metric.name}' must cite 'record:<run-id>', 'paper:<citation>' or "
+                                "'export:<check>'")
     return card
 
 

@@ -29,7 +29,7 @@ class DataError(ZooError):
 
 
 class CheckpointError(ZooError):
-    """A checkpoint or weights file that cannot be read."""
+    """A checkpoint, weights or model file that cannot be read, or no longer matches the sha256 written for it."""
 
 
 class RecordError(ZooError):

@@ -25,8 +25,10 @@ def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teac
                teacher_metrics: dict[str, float], queries: dict[str, int], wall: dict[str, float], started: float,
                world_size: int, say=print, stages: list[dict] | None = None,
                rounds: list[dict] | None = None, search: dict | None = None) -> TrainResult:
-    """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record."""
+    """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record, which names the
+    saved weights' sha256: every later reader (``zoo.runs.load_run``) checks that it still has those weights."""
     from zoo.archs import count_flops, count_params
+    from zoo.digests import sha256_file
     from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
 
     eval_started = time.perf_counter()
@@ -44,7 +46,8 @@ def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teac
         task=cfg.task, run_id=run_dir.name, method=cfg.method.name, seed=int(cfg.seed),
         student=ModelInfo(name=cfg.student.arch, params=count_params(student),
                           weights=str(run_dir / "student.safetensors"),
-                          flops=count_flops(student, datamodule.input_shape)),
+                          flops=count_flops(student, datamodule.input_shape),
+                          sha256=sha256_file(run_dir / "student.safetensors")),
         teachers=teacher_infos, metrics=metrics, teacher_metrics=teacher_metrics,
         config=OmegaConf.to_container(cfg, resolve=True), teacher_queries=queries, wall_time_s=wall,
         data=datamodule.split_info(), git_commit=git_commit(), versions=package_versions(),
@@ -61,6 +64,7 @@ def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
+    from zoo.checkpoints import HashedCheckpointIO
     from zoo.guards import StopOnNonFiniteLoss
 
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -70,8 +74,9 @@ def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                  StopOnNonFiniteLoss()]
     if args.get("enable_progress_bar"):
         callbacks.append(RichProgressBar(leave=False))
-    # CSVLogger writes logs/version_N, one per attempt: a resumed run keeps the earlier logs.
-    args.update(callbacks=callbacks, logger=CSVLogger(str(run_dir), name="logs"),
+    # CSVLogger writes logs/version_N, one per attempt: a resumed run keeps the earlier logs. Checkpoints are written
+    # whole and hashed, so a resume can tell a damaged one (zoo.checkpoints).
+    args.update(callbacks=callbacks, logger=CSVLogger(str(run_dir), name="logs"), plugins=[HashedCheckpointIO()],
                 default_root_dir=str(run_dir), use_distributed_sampler=False, enable_model_summary=False)
     return args
 

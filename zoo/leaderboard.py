@@ -9,6 +9,8 @@ see ``matches``), else after its method (``clockdistill``, ``dense_ce_untrained`
 ``#2``, ``#3`` added where a name repeats; its full settings and records are listed once,
 below the table. A run benched with ``zoo bench run=...`` before it was added brings its
 bench record along (<task>__<run-id>.bench.json), which fills the ONNX latency column.
+A record with a NaN or infinite metric (a diverged or damaged run) is refused by name before
+anything is copied, and one already among the records stops a regeneration in one line.
 Paper rows come from the ``paper:`` block of the task's YAML and say so.
 
 Columns: variant, source (measured or paper), then one column per metric of the test
@@ -38,7 +40,6 @@ import io
 import json
 import math
 import re
-import shutil
 import statistics
 import subprocess
 from collections import defaultdict
@@ -48,7 +49,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from zoo.atomic import atomic_write_text
+from zoo.atomic import atomic_write_bytes, atomic_write_text
 from zoo.curves import curves_of, write_png
 from zoo.curves import markdown as markdown_curves
 from zoo.errors import ConfigError, RecordError
@@ -81,23 +82,27 @@ def add(paths: list[Path]) -> list[Path]:
         if record.config.get("trainer", {}).get("fast_dev_run"):
             raise RecordError(f"{source}: a smoke run (trainer.fast_dev_run): its metrics cover a batch or two, "
                               "not a result", "add records of full runs only; nothing was copied")
-        broken = sorted(name for name, value in record.metrics.items()
-                        if not isinstance(value, (int, float)) or not math.isfinite(value))
-        if broken:  # a diverged or damaged run (NaN loss): not a result, and it would break every later render
-            raise RecordError(f"{source}: non-finite metric(s) {', '.join(broken)}",
-                              "add records of runs that finished with finite metrics; nothing was copied")
+        refuse_non_finite(record, source, "add records of runs that finished with finite metrics; nothing was copied")
     copied = []
-    for source, record in records:
+    for source, record in records:  # whole files only: a half-copied record would stop every later regeneration
         target = records_dir() / f"{record.task}__{record.run_id}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        atomic_write_bytes(target, source.read_bytes())
         copied.append(target)
         benches = sorted(source.parent.glob("bench-*.json"))  # written by `zoo bench run=...`; newest last
         if benches:
             bench_target = target.with_suffix(".bench.json")
-            shutil.copyfile(benches[-1], bench_target)
+            atomic_write_bytes(bench_target, benches[-1].read_bytes())
             copied.append(bench_target)
     return copied
+
+
+def refuse_non_finite(record: Record, source: Path, hint: str) -> None:
+    """A record whose metrics (its own or its teachers') are NaN or infinite is a diverged or damaged run, not a
+    result, and its means and stds would break a board's rendering: a one-line RecordError naming it."""
+    broken = sorted(name for block in (record.metrics, record.teacher_metrics) for name, value in block.items()
+                    if not math.isfinite(value))
+    if broken:
+        raise RecordError(f"{source}: non-finite metric(s) {', '.join(broken)}", hint)
 
 
 def onnx_latency_ms(task: str, run_id: str) -> float | None:
@@ -592,6 +597,8 @@ def load_records() -> dict[str, list[Record]]:
         record = read_record(path)
         if path.name != f"{record.task}__{record.run_id}.json":
             raise RecordError(f"{path}: file name does not match its task and run id")
+        refuse_non_finite(record, path, f"remove {path} (it predates the check at zoo leaderboard add); no board "
+                                        "was written")
         by_task[record.task].append(record)
     return by_task
 

@@ -12,13 +12,13 @@ length, one device (teachers are trained before a distributed launch), no valida
 
 Weights are stored under ZOO_HOME/teachers/<arch>-<hash>/ (student inits under ZOO_HOME/student_inits/), keyed by a
 hash of arch, arch kwargs, recipe, data and the trainer settings that change the result; ``meta.json`` beside them
-holds the key, the file's sha256 and the test metrics. A stored file that no longer matches its sha256 is
-retrained, never used.
+holds the key, the file's sha256, the test metrics and ``meta_sha256``, a sha256 of the rest. Stored weights that no
+longer match their sha256, or a meta.json that is missing, unreadable or does not match its own sha256, are
+retrained with a one-line note, never used (and never a traceback).
 """
 
 import hashlib
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,6 @@ from zoo.evaluation import eval_device, evaluate, headline
 from zoo.kinds import kind_of
 from zoo.paths import student_inits_dir, teacher_weights_dir
 from zoo.weights import save_weights, sha256_file
-
-log = logging.getLogger(__name__)
 
 # Trainer settings that change what a recipe trains, and the values every stored weights file was trained with
 # before the recipe Trainer followed the run's settings: only a different value enters the key.
@@ -101,11 +99,11 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
     meta_path = folder / "meta.json"
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
-        if weights.is_file() and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("sha256") == sha256_file(weights):
-                return weights, False
-            log.warning("stored %s %s does not match its checksum: retraining it", role, weights)
+        problem = stored_problem(weights, meta_path)
+        if problem is None:
+            return weights, False
+        if problem != "absent":  # damaged: say so, then retrain it rather than use it or stop with a traceback
+            say(f"stored {role} {name} in {folder}: {problem}; retraining it")
         say(f"training {role} {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
         started = time.perf_counter()
         model = train_by_recipe(cfg, name, recipe, datamodule, kwargs or {})
@@ -113,7 +111,7 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
         metrics = evaluate(datamodule, [model], "test", device=eval_device(cfg), role=role)
         meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
                 "train_seconds": round(time.perf_counter() - started, 2)}
-        atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+        atomic_write_text(meta_path, json.dumps(sealed(meta), indent=2, sort_keys=True))
         say(f"{role} {name}: {headline(datamodule, metrics)}")
     return weights, True
 
@@ -132,12 +130,47 @@ def recipe_data(cfg: Any, data_overrides: Any, datamodule) -> tuple[Any, Any]:
     return recipe_cfg, recipe_dm
 
 
+def sealed(meta: dict) -> dict:
+    """``meta`` with ``meta_sha256``, the sha256 of the rest, so a meta.json whose metrics or weights hash were
+    changed (or zeroed) after it was written is told from a good one."""
+    return {**meta, "meta_sha256": _meta_digest(meta)}
+
+
+def _meta_digest(meta: dict) -> str:
+    rest = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def read_meta(meta_path: Path) -> dict | None:
+    """A stored meta.json that reads and matches its own ``meta_sha256``, else None. One written before the zoo
+    sealed them (no ``meta_sha256``) is accepted: its weights are still checked against its ``sha256``."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("meta_sha256", _meta_digest(meta)) != _meta_digest(meta):
+        return None
+    return meta
+
+
+def stored_problem(weights: Path, meta_path: Path) -> str | None:
+    """Why stored weights cannot be used ("absent" when never stored), or None when they match their meta.json."""
+    if not weights.is_file() and not meta_path.is_file():
+        return "absent"
+    if not meta_path.is_file():
+        return "its meta.json is missing"
+    meta = read_meta(meta_path)
+    if meta is None:
+        return "its meta.json is unreadable or does not match its own sha256"
+    if not weights.is_file() or meta.get("sha256") != sha256_file(weights):
+        return f"{weights.name} is missing or does not match the sha256 in meta.json"
+    return None
+
+
 def stored_metrics(weights: Path) -> dict[str, float] | None:
     """The test metrics that ``trained_once`` wrote next to stored weights (its key fixes data and split)."""
-    try:
-        metrics = json.loads((weights.parent / "meta.json").read_text()).get("metrics")
-    except (OSError, json.JSONDecodeError):
-        return None
+    meta = read_meta(weights.parent / "meta.json")
+    metrics = meta.get("metrics") if meta else None
     return {str(k): float(v) for k, v in metrics.items()} if metrics else None
 
 

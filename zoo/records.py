@@ -33,6 +33,7 @@ class ModelInfo:
     weights: str | None = None  # where the weights came from (file or cache key)
     flops: int | None = None    # forward FLOPs per sample (2 per multiply-add)
     role: str | None = None     # a staged run's teacher role (zoo.staged), e.g. "pretrained"; None elsewhere
+    sha256: str | None = None   # the student's: student.safetensors as the run wrote it (None in older records)
 
 
 @dataclass

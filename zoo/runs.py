@@ -3,12 +3,15 @@
     <run.root>/<task>/<run-id>/
         config.yaml          the resolved config, written before training starts (the truth on resume)
         checkpoints/last.ckpt  Lightning's resume point, rewritten at the end of every epoch
+        checkpoints/last.ckpt.sha256  its sha256, checked before a resume (``zoo.checkpoints``)
         student.safetensors  the student alone, written at the end
-        record.json          the run record (``zoo.records``), written last: a folder with one has finished
+        record.json          the run record (``zoo.records``, with the sha256 of student.safetensors), written last:
+                             a folder with one has finished
 
-``prepare_run_dir`` creates a folder, or reopens an unfinished one to resume it; ``load_run`` rebuilds a finished
-run's config, record, data module and student for ``zoo eval``, ``export``, ``bench``, ``publish``, ``index`` and
-``search``.
+``prepare_run_dir`` creates a folder, or reopens an unfinished one to resume it (its last.ckpt checked against its
+sha256 first); ``load_run`` rebuilds a finished run's config, record, data module and student for ``zoo eval``,
+``export``, ``bench``, ``publish``, ``index`` and ``search``, once student.safetensors matches the sha256 in
+record.json.
 """
 
 import logging
@@ -22,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.atomic import atomic_write_text
 from zoo.config import to_yaml
-from zoo.errors import CheckpointError, ConfigError, RecordError
+from zoo.errors import ConfigError, RecordError
 from zoo.records import Record, new_run_id, read_record
 
 
@@ -69,11 +72,23 @@ def load_run(run_dir: Path) -> LoadedRun:
         raise RecordError(f"run '{run_dir}' has no record.json: it has not finished",
                           f"finish it first: zoo train task={cfg.task} run.id={run_dir.name}")
     record = read_record(run_dir / "record.json")
+    check_student_weights(run_dir, record)
     datamodule = DATASETS.get(cfg.data.name)(cfg.data)
     student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
                      **student_arch_kwargs(cfg, datamodule))
     load_weights(student, run_dir / "student.safetensors")
     return LoadedRun(run_dir, cfg, record, datamodule, student.eval())
+
+
+def check_student_weights(run_dir: Path, record: Record) -> None:
+    """student.safetensors must be the file the run finished with: flipped weights still load, and every command
+    would then report, export or publish another model under the record's name. A record from before the zoo wrote
+    the sha256 (``student.sha256`` absent) is accepted as it is."""
+    from zoo.digests import check_sha256
+
+    if record.student.sha256 is not None:
+        check_sha256(run_dir / "student.safetensors", record.student.sha256, f"{run_dir / 'record.json'}",
+                     "nothing was read; restore the run folder's student.safetensors or train the run again")
 
 
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
@@ -112,11 +127,7 @@ def _check_same_config(saved: DictConfig, cfg: DictConfig, run_dir: Path) -> Non
 
 
 def _check_checkpoint(path: Path) -> None:
-    import torch
+    """A resume point must be the file that was saved: its sha256 and a load are checked (``zoo.checkpoints``)."""
+    from zoo.checkpoints import verify_checkpoint
 
-    try:
-        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:
-        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated ({str(err).splitlines()[0]})",
-                              "nothing was changed; delete that file to restart the run from its beginning, "
-                              "or pass run.resume=false") from err
+    verify_checkpoint(path)

@@ -5,12 +5,12 @@ ever runs; keys saved from ``nn.DataParallel`` lose their ``module.`` prefix.
 Unreadable files raise CheckpointError naming the file.
 """
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from zoo.digests import sha256_file as sha256_file  # re-exported: callers import it from here
 from zoo.errors import CheckpointError
 
 
@@ -59,10 +59,3 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
                               "check that the arch name matches the one the weights were trained with") from err
     return model
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

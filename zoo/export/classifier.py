@@ -45,7 +45,7 @@ from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph, graph_facts, graph_io
 from zoo.export.parity import check_against_record, check_parity
 from zoo.export.profiles import ExportProfile, load_profile
-from zoo.export.report import ExportResult, export_report, is_export_folder
+from zoo.export.report import ExportResult, export_report, file_entries, is_export_folder
 
 INPUT_NAME, OUTPUT_NAME = "inputs", "logits"
 
@@ -139,6 +139,7 @@ def export_module(model: nn.Module, out: Path, profile: ExportProfile | str, *, 
         else:
             save_weights(model, tmp / "student.safetensors")
         card = copy.deepcopy(card)
+        card.metrics = measured_metrics(parity, f"profile {profile.name}")
         files = write_card(card, tmp, out, ("model.onnx", "preprocess.json"))
         report = export_report(card=card.name, source=source or {}, profile=profile.to_dict(), graph=graph,
                                parity=parity, files=files, seconds={"export": round(exported - started, 3),
@@ -158,8 +159,18 @@ def write_card(card: ModelCard, tmp: Path, out: Path, shipped: tuple[str, ...]) 
                                size=(tmp / "student.safetensors").stat().st_size, format="safetensors")
     parse_card(yaml.safe_load(card.to_yaml()), str(out / "card.yaml"))  # the card must read back valid
     (tmp / "card.yaml").write_text(card.to_yaml(), encoding="utf-8")
-    return {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-            for name in (*shipped, "card.yaml", "student.safetensors")}
+    return file_entries(tmp, (*shipped, "card.yaml", "student.safetensors"))
+
+
+def measured_metrics(parity: dict[str, Any], setting: str) -> list[MetricEntry]:
+    """The metrics an export's card quotes: the top-1 accuracy its check measured from the ONNX graph on the held-out
+    split (``setting`` says how it was exported), never the run record's, which describe weights that may have
+    changed since (export.json keeps them, as ``source.record_metrics``). Inputs without labels (``export_any``'s
+    random ones) measure agreement with PyTorch, not accuracy: no metric then."""
+    if parity.get("labels") != "targets" or parity.get("metric") != "top1_acc":
+        return []
+    return [MetricEntry(f"{parity['split']}/acc", float(parity["metric_onnx"]),
+                        f"export:onnx top-1 on {parity['samples']} {parity['split']} samples, {setting}")]
 
 
 def run_card(loaded) -> tuple[ModelCard, dict[str, Any]]:
@@ -173,7 +184,8 @@ def run_card(loaded) -> tuple[ModelCard, dict[str, Any]]:
 
 
 def student_card(loaded, input_spec: InputSpec) -> ModelCard:
-    """The model card of a finished run's student, its metrics from the record; weights still pending."""
+    """The model card of a finished run's student, its metrics from the record (``zoo publish``; an export replaces
+    them by what it measured, ``measured_metrics``); weights still pending."""
     record, cfg = loaded.record, loaded.cfg
     return ModelCard(
         name=f"{cfg.student.arch}.{cfg.task}-{record.run_id}", arch=cfg.student.arch, task=cfg.task,

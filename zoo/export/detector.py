@@ -37,7 +37,7 @@ from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph
 from zoo.export.profiles import ExportProfile, load_profile
-from zoo.export.report import ExportResult, export_report, is_export_folder
+from zoo.export.report import ExportResult, export_report, file_entries, is_export_folder
 from zoo.metrics.detection import detections, metric_targets
 
 INPUTS, OUTPUTS = ["inputs", "pixel_mask"], ["boxes", "scores"]
@@ -118,8 +118,6 @@ def export_detector_run(loaded, out: Path | None = None, profile: ExportProfile 
                         say: Callable[[str], None] = print) -> ExportResult:
     """Export a finished detection run's student (``loaded``: ``zoo.runs.LoadedRun``) to ``out`` (default
     ``<run>/export/<profile>``)."""
-    from zoo.weights import sha256_file
-
     profile = load_profile(profile) if isinstance(profile, str) else profile
     if profile.precision != "fp32":
         raise ConfigError(f"detector export supports fp32 only, profile '{profile.name}' is {profile.precision}",
@@ -135,8 +133,7 @@ def export_detector_run(loaded, out: Path | None = None, profile: ExportProfile 
         exported = time.perf_counter()
         parity = check_parity(loaded.student, tmp / "model.onnx", datamodule, profile)
         shutil.copyfile(loaded.run_dir / "student.safetensors", tmp / "student.safetensors")
-        files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-                 for name in ("model.onnx", "student.safetensors")}
+        files = file_entries(tmp, ("model.onnx", "student.safetensors"))
         io = {"inputs": {"inputs": [None, 3, *canvas], "pixel_mask": [None, *canvas]},
               "outputs": {"boxes": "[B, Q, 4] normalised cxcywh", "scores": "[B, Q, C] sigmoid"},
               "classes": list(datamodule.classes), "mean_std": "imagenet"}

@@ -12,9 +12,13 @@ among those this onnxruntime build offers; on a GPU provider inputs and outputs
 go through an IO binding, so onnxruntime copies each batch to the device once
 and does no extra staging.
 
-This module imports only numpy, onnxruntime and the torch-free ``zoo.errors``
-(a test runs it with torch made unimportable), so a deploy image needs neither
-torch nor the rest of the zoo's dependencies.
+Before serving, every file that export.json lists (model.onnx, preprocess.json, ...) is checked against the
+sha256 ``zoo export`` wrote there (``check_export_files``): a model.onnx with flipped bytes inside its weights
+still loads and answers, with other answers, so it is refused in one line instead.
+
+This module imports only numpy, onnxruntime and the torch-free ``zoo.errors`` and
+``zoo.digests`` (a test runs it with torch made unimportable), so a deploy image
+needs neither torch nor the rest of the zoo's dependencies.
 """
 
 import json
@@ -24,7 +28,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from zoo.errors import ConfigError, DataError
+from zoo.digests import check_sha256
+from zoo.errors import CheckpointError, ConfigError, DataError
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -55,6 +60,22 @@ def make_session(model_path: Path, providers: list[str] | None = None,
     except Exception as err:  # onnxruntime's errors (NoSuchFile, InvalidGraph, Fail) share no public base
         raise ConfigError(f"onnxruntime cannot load '{model_path}': {str(err).strip().splitlines()[0]}",
                           "re-export the model with zoo export") from err
+
+
+def check_export_files(folder: Path) -> None:
+    """Raise unless every file in export.json's ``files`` block matches its sha256 (see the module docstring). An
+    export.json without that block (a text encoder exported before it was written) has nothing to check."""
+    path = Path(folder) / "export.json"
+    try:
+        files = json.loads(path.read_text(encoding="utf-8")).get("files") or {}
+        expected = {name: entry["sha256"] for name, entry in files.items()}
+    except FileNotFoundError as err:
+        raise ConfigError(f"no export.json in '{folder}'", "pass model=<a folder written by zoo export>") from err
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err}), so the export cannot be verified",
+                              "export the model again with zoo export") from err
+    for name, sha256 in expected.items():
+        check_sha256(Path(folder) / name, sha256, str(path), "nothing was run; export the model again with zoo export")
 
 
 def read_preprocess(path: Path) -> dict[str, Any]:
@@ -121,6 +142,7 @@ class OnnxClassifier:
         self.folder = Path(folder)
         if not (self.folder / "model.onnx").is_file():
             raise ConfigError(f"no model.onnx in '{self.folder}'", "pass model=<a folder written by zoo export>")
+        check_export_files(self.folder)
         self.spec = read_preprocess(self.folder / "preprocess.json")
         self.model = OnnxSession(self.folder / "model.onnx", providers, threads)
         self.provider = self.model.provider

@@ -112,7 +112,7 @@ def export_text_run(loaded, out: Path | None = None, profile: str | None = None,
     split; ``out`` defaults to ``<run>/export/text``."""
     from zoo.archs.text import load_tokenizer
     from zoo.cards import InputSpec
-    from zoo.export.classifier import student_card, write_card
+    from zoo.export.classifier import measured_metrics, student_card, write_card
 
     record, cfg, datamodule, run_dir = loaded.record, loaded.cfg, loaded.datamodule, loaded.run_dir
     if "test" not in datamodule.splits:
@@ -143,7 +143,8 @@ def export_text_run(loaded, out: Path | None = None, profile: str | None = None,
         write_json(tmp / SPEC_FILE, spec)
         shutil.copyfile(run_dir / "student.safetensors", tmp / "student.safetensors")
         card = student_card(loaded, InputSpec(shape=[], tokenizer=datamodule.vocabulary))
-        files = write_card(card, tmp, out, ("model.onnx", SPEC_FILE))
+        card.metrics = measured_metrics(parity, f"exporter {tolerance.exporter}")
+        files = write_card(card, tmp, out, ("model.onnx", SPEC_FILE, "tokenizer"))
         report = export_report(kind="text-classifier", card=card.name, source=source, graph=graph, parity=parity,
                                files=files, exporter=tolerance.exporter,
                                seconds={"export": round(exported - started, 3), "check": round(checked - exported, 3)})

@@ -27,7 +27,7 @@ from torch import nn
 from zoo.atomic import atomic_folder, write_json
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph, graph_facts, graph_io
-from zoo.export.report import export_report, is_export_folder
+from zoo.export.report import export_report, file_entries, is_export_folder
 from zoo.export.text_runtime import INPUTS
 
 DEFAULT_TEXTS = (
@@ -116,7 +116,8 @@ def export_text_encoder(encoder: nn.Module, out: str | Path, *, kind: str, outpu
         encoder.tokenizer.save_pretrained(str(tmp / "tokenizer"))
         write_json(tmp / f"{kind}.json", spec)
         report = export_report(kind=f"{kind}-query-encoder", source=source or {}, exporter=exporter, graph=graph,
-                               parity=parity, seconds={"export": round(exported - started, 3),
+                               parity=parity, files=file_entries(tmp, ("model.onnx", f"{kind}.json", "tokenizer")),
+                               seconds={"export": round(exported - started, 3),
                                                        "check": round(checked - exported, 3)})
         write_json(tmp / "export.json", report)
     return out

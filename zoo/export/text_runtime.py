@@ -30,9 +30,10 @@ class OnnxTextEncoder:
     def __init__(self, folder: str | Path, providers: list[str] | None = None, threads: int | None = None):
         from transformers import AutoTokenizer
 
-        from zoo.export.runtime import make_session
+        from zoo.export.runtime import check_export_files, make_session
 
         self.folder = Path(folder)
+        check_export_files(self.folder)  # the files zoo export checked, or a one-line error
         self.spec = json.loads((self.folder / f"{self.kind}.json").read_text(encoding="utf-8"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"))
         self.session = make_session(self.folder / "model.onnx", providers, threads)
