@@ -167,3 +167,28 @@ def test_an_unfinished_run_resumes_by_its_id_alone_with_its_stored_config(runs, 
     assert main(["train", "task=kd_digits", f"run={run_dir}"]) == 2
     assert "takes exactly one of task= or run=" in capsys.readouterr().err
 
+
+class CtrlC(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 3:
+            raise KeyboardInterrupt
+
+
+def test_the_resume_command_said_after_ctrl_c_resumes(runs, capsys):
+    """Ctrl-C in the student's fit: exit 130, what was kept, and a resume command that works as printed."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a Ctrl-C: restore it
+    from zoo.errors import Interrupted
+
+    overrides = ["method=ce", "optim.lr=0.02", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+    try:
+        with pytest.raises(Interrupted) as stop:
+            train(compose("kd_digits", overrides + runs + ["run.id=ctrl_c"]), say=quiet, callbacks=[CtrlC()])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert "the last finished epoch is saved in" in str(stop.value)
+    command = stop.value.hint.removeprefix("resume with: ").split()
+    assert command[:2] == ["zoo", "train"] and "optim.lr=0.02" not in command
+    assert main(command[1:]) == 0
+    assert read_record(run_folder(runs, "ctrl_c") / "record.json").config["optim"]["lr"] == 0.02

@@ -47,8 +47,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a failed write() names no file: name the target
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 

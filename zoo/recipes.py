@@ -13,13 +13,17 @@ length, one device (teachers are trained before a distributed launch), no valida
 Weights are stored under ZOO_HOME/teachers/<arch>-<hash>/ (student inits under ZOO_HOME/student_inits/), keyed by a
 hash of arch, arch kwargs, recipe, data and the trainer settings that change the result; ``meta.json`` beside them
 holds the key, the file's sha256 and the test metrics. A stored file that no longer matches its sha256 is
-retrained, never used.
+retrained, never used. A store that cannot be written (a shared, read-only one) serves the weights it holds without
+its lock; one it lacks is a one-line error.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +33,12 @@ from torch import nn
 
 from zoo.archs import create
 from zoo.atomic import atomic_write_text
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError, environment_error, unwritable
 from zoo.evaluation import eval_device, evaluate, headline
+from zoo.fitting import stops_explained
 from zoo.kinds import kind_of
 from zoo.paths import student_inits_dir, teacher_weights_dir
+from zoo.runs import check_accelerator
 from zoo.weights import save_weights, sha256_file
 
 log = logging.getLogger(__name__)
@@ -85,37 +91,95 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
     return key
 
 
+@dataclass
+class StoredWeights:
+    """Where the weights a recipe trains are stored, and what trains them (the recipe's own data, where it has one)."""
+    name: str
+    role: str
+    folder: Path
+    weights: Path
+    key: dict
+    cfg: Any
+    datamodule: Any
+
+    @property
+    def recipe(self) -> dict:
+        return self.key["recipe"]
+
+    @property
+    def stored(self) -> bool:
+        """Both files there: what a look before training needs (``trained_once`` checks the checksum)."""
+        return self.weights.is_file() and (self.folder / "meta.json").is_file()
+
+
+def locate(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: str = "teacher",
+           kwargs: dict | None = None) -> StoredWeights:
+    """Where ``name`` trained by ``recipe_cfg`` is stored (see the module docstring); nothing is read or trained."""
+    if recipe_cfg.get("data"):
+        cfg, datamodule = recipe_data(cfg, recipe_cfg.data, datamodule)
+    key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
+    weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
+    return StoredWeights(name, role, folder, weights, key, cfg, datamodule)
+
+
 def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
                  kwargs: dict | None = None) -> tuple[Path, bool]:
     """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on;
     returns their path and whether they were trained just now (and their metrics said)."""
-    from filelock import FileLock
-
-    if recipe_cfg.get("data"):
-        cfg, datamodule = recipe_data(cfg, recipe_cfg.data, datamodule)
-    key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
-    recipe = key["recipe"]
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
-    weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
-    meta_path = folder / "meta.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if weights.is_file() and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("sha256") == sha256_file(weights):
-                return weights, False
-            log.warning("stored %s %s does not match its checksum: retraining it", role, weights)
-        say(f"training {role} {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
+    stored = locate(cfg, name, recipe_cfg, datamodule, role, kwargs)
+    cfg, datamodule, recipe, weights = stored.cfg, stored.datamodule, stored.recipe, stored.weights  # the recipe's
+    if _matches_checksum(stored, warn=False):  # no lock needed to read: a read-only shared store serves what it has
+        return weights, False
+    with _store_lock(stored):
+        if _matches_checksum(stored, warn=True):  # another process may have stored it meanwhile
+            return weights, False
+        say(f"training {role} {name} ({recipe['epochs']} epochs, stored for reuse in {stored.folder})")
         started = time.perf_counter()
-        model = train_by_recipe(cfg, name, recipe, datamodule, kwargs or {})
+        model = train_by_recipe(cfg, name, recipe, datamodule, kwargs or {}, role)
         save_weights(model, weights)
         metrics = evaluate(datamodule, [model], "test", device=eval_device(cfg), role=role)
-        meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
+        meta = {"key": stored.key, "sha256": sha256_file(weights), "metrics": metrics,
                 "train_seconds": round(time.perf_counter() - started, 2)}
-        atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+        atomic_write_text(stored.folder / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
         say(f"{role} {name}: {headline(datamodule, metrics)}")
     return weights, True
+
+
+def _matches_checksum(stored: StoredWeights, warn: bool) -> bool:
+    """Whether the stored weights are there and match the sha256 in their meta.json (a mismatch: retrained)."""
+    if not stored.stored:
+        return False
+    meta = json.loads((stored.folder / "meta.json").read_text())
+    if meta.get("sha256") == sha256_file(stored.weights):
+        return True
+    if warn:
+        log.warning("stored %s %s does not match its checksum: retraining it", stored.role, stored.weights)
+    return False
+
+
+@contextlib.contextmanager
+def _store_lock(stored: StoredWeights) -> Iterator[None]:
+    """The lock of ``stored``'s folder, for training into it; a store that cannot be written is one line."""
+    from filelock import FileLock
+
+    lock = FileLock(str(stored.folder) + ".lock")
+    try:
+        stored.folder.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        cause = environment_error(err) if unwritable(err) else None
+        if cause is None:
+            raise
+        raise ZooError(f"{stored.role} {stored.name} is not in the store {stored.folder.parent}, and cannot be "
+                       f"trained into it: {cause}", f"set ZOO_HOME to a folder you can write, to train it there "
+                       f"({stored.recipe['epochs']} epochs), or have it trained once into that store by someone who "
+                       "can write it") from err
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def recipe_data(cfg: Any, data_overrides: Any, datamodule) -> tuple[Any, Any]:
@@ -141,18 +205,22 @@ def stored_metrics(weights: Path) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in metrics.items()} if metrics else None
 
 
-def recipe_trainer(cfg: Any, recipe: dict) -> L.Trainer:
+def recipe_trainer(cfg: Any, recipe: dict, callbacks: list | None = None) -> L.Trainer:
     """A Trainer with the run's ``trainer`` settings, less what the recipe decides (see the module docstring)."""
+    check_accelerator(cfg)
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     args.update(max_epochs=int(recipe["epochs"]), devices=1, num_nodes=1, strategy="auto", fast_dev_run=False,
                 limit_train_batches=recipe.get("limit_train_batches"),  # None = all (smoke tests cap it)
                 gradient_clip_val=recipe.get("gradient_clip_val"), limit_val_batches=0, num_sanity_val_steps=0,
-                logger=False, enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False)
+                logger=False, enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
+                callbacks=list(callbacks or []))
     return L.Trainer(**args)
 
 
-def train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict) -> nn.Module:
-    """``name`` trained alone by the recipe's teacher-free method (see the module docstring)."""
+def train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict, role: str = "teacher",
+                    ) -> nn.Module:
+    """``name`` trained alone by the recipe's teacher-free method (see the module docstring). Ctrl-C stores nothing
+    and says so (``zoo.errors.Interrupted``)."""
     from zoo.methods.base import MethodContext
     from zoo.registry import METHODS
 
@@ -172,7 +240,10 @@ def train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict)
     trainer = recipe_trainer(cfg, recipe)
     run_shuffle_seed, datamodule.shuffle_seed = datamodule.shuffle_seed, int(recipe["seed"])
     try:  # the teacher's data order follows its recipe's seed, not the run's
-        trainer.fit(module, datamodule=datamodule)
+        with stops_explained(f"training interrupted while {role} {name} trained by its recipe: nothing of it was "
+                             f"stored (weights are stored only once their recipe finishes)",
+                             f"run the same command again: it trains {role} {name} from its first epoch"):
+            trainer.fit(module, datamodule=datamodule)
     finally:
         datamodule.shuffle_seed = run_shuffle_seed
     return model.cpu()

@@ -16,6 +16,7 @@ second process on the same folder is a one-line error naming the holder; a holde
 """
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -135,6 +136,36 @@ def _plain(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def check_accelerator(cfg: DictConfig) -> None:
+    """A CUDA accelerator (``trainer=gpu``) on a machine without one is a one-line error where a Trainer is first
+    needed (a teacher's recipe, or the run, before its folder is made), not Lightning's traceback there."""
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    devices = cfg.trainer.get("devices", 1)
+    wanted = devices if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0 else 1
+    if found < wanted:
+        build = "" if torch.version.cuda else ", a build without CUDA"
+        raise ConfigError(f"trainer.accelerator={accelerator} asks for {wanted} CUDA GPU(s); torch "
+                          f"{torch.__version__}{build} sees {found} on this machine",
+                          "train on the CPU with trainer=cpu (fp32; slower for the GPU tasks), or run where "
+                          "nvidia-smi lists a GPU")
+
+
+def check_writable(folder: Path) -> None:
+    """Raise the OSError that making ``folder`` would, before hours of teacher training rather than after: its
+    nearest existing ancestor must be a folder this process may write (the CLI words it, ``zoo.errors``). A folder
+    made read-only with ``chattr +i`` passes for root, and fails, in the same words, when it is written."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+
+
 def resume_hint(cfg: DictConfig, run_dir: Path) -> str:
     """The command that resumes ``run_dir``: its id is enough, the stored config decides (``run_config``)."""
     root = "" if str(cfg.run.root) == DEFAULT_ROOT else f" run.root={cfg.run.root}"
@@ -143,7 +174,8 @@ def resume_hint(cfg: DictConfig, run_dir: Path) -> str:
 
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, str | None]:
     """Create (or reopen, to resume) the run folder and lock it for this process; returns it and the checkpoint to
-    resume from."""
+    resume from. A GPU the machine lacks is refused first, so that no folder is left behind for it."""
+    check_accelerator(cfg)
     # Lightning's DDP launcher re-runs this command in each extra rank: they must share the parent's id (and lock).
     spawned = _spawned()
     # str(): Hydra reads run.id=123 as an int (and =nan as a float), which is still a folder name.

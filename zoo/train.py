@@ -7,13 +7,14 @@ decides, ``zoo.runs.run_config``). The run folder is locked while this process t
 """
 
 import time
+from pathlib import Path
 
 from omegaconf import DictConfig
 
-from zoo.errors import ZooError
-from zoo.fitting import TrainResult, finish_run, trainer_arguments
+from zoo.fitting import TrainResult, finish_run, stops_explained, trainer_arguments
 from zoo.records import ModelInfo
 from zoo.runs import (
+    check_writable,
     lock_existing_run,
     prepare_run_dir,
     quiet_lightning,
@@ -27,6 +28,7 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     ``callbacks`` are extra Lightning callbacks (for embedding and for tests).
     """
+    check_writable(Path(cfg.run.root) / cfg.task)  # known before hours of teacher training, not after
     with run_locks():  # the run folder's lock is let go when the run ends, also in a longer process (reproduce)
         lock_existing_run(cfg)
         return _train(cfg, say, callbacks)
@@ -85,11 +87,9 @@ def _train(cfg: DictConfig, say, callbacks: list | None) -> TrainResult | None:
     arguments["callbacks"] += list(callbacks or [])
     trainer = L.Trainer(**arguments)
     fit_started = time.perf_counter()
-    try:
+    with stops_explained(f"training interrupted; the last finished epoch is saved in {run_dir}",
+                         resume_hint(cfg, run_dir)):
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
-    except SystemExit as stop:  # Lightning turns Ctrl-C into a graceful stop, then exits
-        raise ZooError(f"training interrupted; the last finished epoch is saved in {run_dir}",
-                       resume_hint(cfg, run_dir)) from stop
     fit_seconds = time.perf_counter() - fit_started
     if not trainer.is_global_zero:
         return None
