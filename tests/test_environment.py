@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -237,4 +238,44 @@ def test_the_lock_of_a_process_that_died_does_not_block(tmp_path, capsys):
     assert (folder / "record.json").is_file() and not (folder / ".lock-holder").exists()
 
 
+def test_time_left_is_said_once_as_an_estimate():
+    from zoo.recipes import TimeLeft
 
+    said = []
+    estimate = TimeLeft("teacher convnet.base", said.append, after=0.0)
+    estimate.on_train_start(None, None)
+    trainer = SimpleNamespace(global_step=10, estimated_stepping_batches=1000)
+    for _ in range(3):
+        estimate.on_train_batch_end(trainer, None, None, None, 0)
+    assert len(said) == 1 and said[0].startswith("teacher convnet.base: about ")
+    assert "to go (an estimate from its first 10 of 1,000 steps)" in said[0]
+
+
+@pytest.mark.own_teachers  # it watches what a cold store trains
+def test_a_cold_fast_dev_run_says_what_it_trains_first_and_offers_a_smoke_teacher(zoo_home, tmp_path, capsys):
+    from zoo.recipes import locate
+    from zoo.registry import DATASETS
+
+    runs = f"run.root={tmp_path / 'runs'}"
+    smoke = ["task=kd_digits", "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false", runs]  # cold store
+    assert main(["train", *smoke, "teacher.recipe.epochs=2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    said = out.index("trainer.fast_dev_run, but first the full recipe of what is not stored yet")
+    assert said < out.index("training teacher convnet.base")  # up front
+    assert "teacher convnet.base (2 epochs x 17 batches = 34 steps, on 1,078 examples)" in out
+    assert "For smoke-sized ones instead, stored apart and used by fast_dev_run runs only: teacher.recipe.smoke=true" \
+        in out
+
+    assert main(["train", *smoke, "teacher.recipe.smoke=true"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "training teacher convnet.base (smoke-sized: 1 epoch of 2 batches" in out
+    assert "first the full recipe" not in out
+    # stored apart: the task's own recipe would never find it, and a real run may not ask for it
+    cfg = compose("kd_digits", ["teacher.recipe.smoke=true"])
+    data = DATASETS.get(cfg.data.name)(cfg.data)
+    smoke_teacher = locate(cfg, "convnet.base", cfg.teacher.recipe, data)
+    real = compose("kd_digits")
+    assert smoke_teacher.stored and not locate(real, "convnet.base", real.teacher.recipe, data).stored
+    assert main(["train", "task=kd_digits", "teacher.recipe.smoke=true", runs]) == 2
+    one_error(capsys, "teacher.recipe.smoke=true trains a smoke-sized teacher: only a trainer.fast_dev_run run may",
+              "hint: drop teacher.recipe.smoke for a real run")

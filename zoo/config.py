@@ -57,7 +57,7 @@ def compose(task: str, overrides: list[str] | None = None) -> DictConfig:
 
     cfg = _hydra_compose(task, group_choices)
     for key, _, text in value_overrides:
-        adding = key.startswith("+")
+        adding = key.startswith("+") or _optional_recipe_key(cfg, key)
         key = key.lstrip("+")
         _check_key_exists(cfg, key, adding)
         value = parse_value(text)
@@ -103,6 +103,19 @@ def check_ranges(cfg: DictConfig) -> None:
             value = OmegaConf.select(cfg, key, default=None)
             if value is not None and not ok(value):
                 raise ConfigError(f"{key}={value!r}: must be {rule}", f"set {key} to {rule}")
+
+
+# Keys a recipe block (teacher.recipe, student.init_recipe, a staged role's recipe) reads only when they are there
+# (zoo.recipes): they may be set without Hydra's "+", like the keys every recipe has.
+RECIPE_OPTIONAL = ("smoke", "limit_train_batches", "gradient_clip_val", "method", "data", "pretrained")
+
+
+def _optional_recipe_key(cfg: DictConfig, key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    if not parent.endswith("recipe") or leaf not in RECIPE_OPTIONAL:
+        return False
+    node = OmegaConf.select(cfg, parent, default=None)
+    return isinstance(node, DictConfig) and leaf not in node
 
 
 def _hydra_compose(task: str, overrides: list[str]) -> DictConfig:
