@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from zoo.arms import arm_overrides, arm_spec, shadowed
 from zoo.atomic import atomic_write_text
 from zoo.config import compose, split_override
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, Interrupted
 from zoo.records import Record, git_commit, now_iso, read_record
 
 # Config keys that do not change what a run measures: a board row made with other values still applies.
@@ -265,5 +265,9 @@ def run_or_reuse(cfg: Any, earlier: dict[Path, dict[str, Any]], commit: str | No
     elif run_dir is not None:
         say(f"unfinished in {run_dir}: resuming it")
         cfg.run.id = run_dir.name
-    result = train(cfg, say=say)
+    try:
+        result = train(cfg, say=say)
+    except Interrupted as stop:  # the whole reproduction resumes, not only this run
+        raise Interrupted(str(stop), "run the same zoo reproduce command again: the runs that finished are read, an "
+                          "unfinished one resumes") from stop
     return result.run_dir, result.record
