@@ -167,6 +167,7 @@ def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, ro
                  kwargs: dict | None = None) -> tuple[Path, bool]:
     """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on;
     returns their path and whether they were trained just now (and their metrics said)."""
+    check_accelerator(cfg)  # before anything is said or trained
     stored = locate(cfg, name, recipe_cfg, datamodule, role, kwargs)
     cfg, datamodule, recipe, weights = stored.cfg, stored.datamodule, stored.recipe, stored.weights  # the recipe's
     if recipe.get("smoke") and not smoke_limit(cfg):
@@ -251,7 +252,6 @@ def stored_metrics(weights: Path) -> dict[str, float] | None:
 
 def recipe_trainer(cfg: Any, recipe: dict, callbacks: list | None = None) -> L.Trainer:
     """A Trainer with the run's ``trainer`` settings, less what the recipe decides (see the module docstring)."""
-    check_accelerator(cfg)
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     smoke = bool(recipe.get("smoke"))
     args.update(max_epochs=1 if smoke else int(recipe["epochs"]), devices=1, num_nodes=1, strategy="auto",

@@ -137,8 +137,8 @@ def _plain(cfg: DictConfig, key: str) -> Any:
 
 
 def check_accelerator(cfg: DictConfig) -> None:
-    """A CUDA accelerator (``trainer=gpu``) on a machine without one is a one-line error where a Trainer is first
-    needed (a teacher's recipe, or the run, before its folder is made), not Lightning's traceback there."""
+    """A CUDA accelerator (``trainer=gpu``) on a machine without one is a one-line error before the first thing that
+    needs it (teachers, a recipe, the run's folder), not Lightning's traceback at its first Trainer."""
     import torch
 
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))

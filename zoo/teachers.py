@@ -17,6 +17,7 @@ from zoo.errors import ConfigError
 from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
 from zoo.recipes import announce_training, stored_metrics, trained_once
 from zoo.records import ModelInfo
+from zoo.runs import check_accelerator
 from zoo.weights import load_weights
 
 
@@ -28,6 +29,7 @@ def teacher_names(cfg: Any) -> list[str]:
 def prepare_teachers(cfg: Any, datamodule, say=print, measure: bool = True,
                      ) -> tuple[list[nn.Module], list[ModelInfo], dict[str, float]]:
     """``measure=False`` skips the test evaluation (a staged run's pretrained teacher, whose head is untrained)."""
+    check_accelerator(cfg)  # a GPU the machine lacks is said before any teacher is built or trained
     names = teacher_names(cfg)
     weights = cfg.teacher.weights
     weights = [weights] if isinstance(weights, str) else list(weights or [])
