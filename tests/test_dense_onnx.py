@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from zoo.archs.dense import build_tiny
+from zoo.atomic import WRITTEN
 from zoo.export.dense_onnx import OnnxDenseEncoder, check_parity, export_dense
 from zoo.export.errors import ExportCheckError
 
@@ -19,7 +20,7 @@ def exported(tmp_path_factory):
 
 def test_folder_holds_a_checked_graph_that_pools_and_normalises(exported):
     encoder, out = exported
-    assert {p.name for p in out.iterdir()} == {"model.onnx", "tokenizer", "dense.json", "export.json"}
+    assert {p.name for p in out.iterdir()} == {"model.onnx", "tokenizer", "dense.json", "export.json", WRITTEN}
     report = json.loads((out / "export.json").read_text())
     assert report["kind"] == "dense-query-encoder" and report["parity"]["max_abs_diff"] <= 1e-4
     assert report["parity"]["min_cosine"] > 0.9999

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from tests.helpers import QUICK
+from zoo.atomic import WRITTEN
 from zoo.cards import parse_card
 from zoo.cli import main
 from zoo.config import compose
@@ -77,7 +78,7 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_export_writes_a_complete_checked_folder(digits_run, exported):
     record = read_record(digits_run / "record.json")
-    assert {p.name for p in exported.iterdir()} == FILES
+    assert {p.name for p in exported.iterdir()} == FILES | {WRITTEN}  # WRITTEN: what a later export may replace
     assert not leftovers(exported.parent)
     onnx.checker.check_model(onnx.load(str(exported / "model.onnx")), full_check=True)
 
@@ -113,9 +114,10 @@ def test_export_command_defaults_into_the_run_folder_and_replaces_an_old_export(
     assert main(["export", f"run={digits_run}"]) == 0
     folder = digits_run / "export" / "default"
     first = json.loads((folder / "export.json").read_text())["created"]
-    (folder / "stale.txt").write_text("from an earlier export")
+    (folder / "notes.txt").write_text("the user's, not the zoo's")
     assert main(["export", f"run={digits_run}", "profile=default"]) == 0
-    assert {p.name for p in folder.iterdir()} == FILES  # replaced whole, not merged
+    assert {p.name for p in folder.iterdir()} == FILES | {WRITTEN, "notes.txt"}  # the zoo's files replaced, ...
+    assert (folder / "notes.txt").read_text() == "the user's, not the zoo's"  # ... the user's kept
     assert json.loads((folder / "export.json").read_text())["created"] >= first
     assert not leftovers(folder.parent)
     capsys.readouterr()

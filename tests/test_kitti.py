@@ -369,7 +369,7 @@ def test_kitti_mini_generation_is_byte_identical(tmp_path, objects):
     generate(tmp_path / "b", params, progress=False)
     files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
-    assert a == b and len(a) == 2 * 9 + 2 + 1  # images, labels, two split files, MANIFEST.json
+    assert a == b and len(a) == 2 * 9 + 2 + 1 + 1  # images, labels, two split files, MANIFEST.json, .zoo-written
     assert a["ImageSets/val.txt"] == b"000006\n000007\n000008\n"
     assert not list(tmp_path.glob(".*"))  # no temporary folder left behind
     generate(tmp_path / "c", {**params, "generator_seed": 1}, progress=False)

@@ -218,3 +218,50 @@ def test_an_arm_on_a_derived_method_config_takes_the_base_methods_overrides():
     no method has does not."""
     assert arm_overrides("lelp_tweets", ["method.directions=kmeans", "method.margin=1"]) == \
         ["method.directions=kmeans", "method=lelp_tweets"]
+
+
+def test_an_interrupted_reproduce_resumes_where_it_stopped(runs, capsys, tmp_path, monkeypatch):
+    """Seed 0 finishes, seed 1 is stopped by Ctrl-C mid-fit (exit 130, the hint: the same command again): the same
+    command reads seed 0's record, resumes seed 1 in its folder, and makes no new run folder; then every run is
+    read."""
+    import signal
+
+    import lightning as L
+
+    import zoo.train
+    from zoo.records import read_record
+
+    class CtrlC(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 2:
+                raise KeyboardInterrupt
+
+    real = zoo.train.train
+    monkeypatch.setattr(zoo.train, "train", lambda cfg, say=print: real(cfg, say, [CtrlC()] if cfg.seed == 1 else None))
+    command = ["reproduce", "task=kd_digits", "seeds=2", "arms=ce", *QUICK, *runs, "trainer.max_epochs=2",
+               "reproduce.expected={}"]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(command) == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after a Ctrl-C
+    assert "hint: run the same zoo reproduce command again" in capsys.readouterr().err
+    folders = sorted((tmp_path / "runs" / "kd_digits").iterdir())
+    assert [(f / "record.json").is_file() for f in folders] == [True, False]
+    first = read_record(folders[0] / "record.json")
+
+    monkeypatch.setattr(zoo.train, "train", real)
+    capsys.readouterr()
+    assert main(command) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"finished earlier in {folders[0]}: read, not run again" in out
+    assert f"unfinished in {folders[1]}: resuming it" in out
+    assert sorted(p for p in (tmp_path / "runs" / "kd_digits").iterdir() if p.is_dir()) == folders
+    assert read_record(folders[0] / "record.json") == first and (folders[1] / "record.json").is_file()
+    assert len(list((folders[1] / "logs").iterdir())) == 2  # the crashed attempt's log, then the resumed one
+
+    assert main(command[:-1] + ["reproduce.expected.ce=[0.0,1.0]"]) == 0  # the reproduction's own settings may change
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("read, not run again") == 2 and "resuming" not in out
+    assert main(command + ["optim.lr=0.02"]) == 0  # another config: new runs
+    assert len([p for p in (tmp_path / "runs" / "kd_digits").iterdir() if p.is_dir()]) == 4

@@ -10,10 +10,11 @@ import pytest
 
 from tests.test_leaderboard import fake_record
 from zoo import leaderboard
+from zoo.atomic import WRITTEN
 from zoo.board_plots import pareto_front, plots_of
 from zoo.errors import ConfigError
 from zoo.paths import data_dir
-from zoo.site import MARKER, write_site
+from zoo.site import write_site
 
 ROOT = Path(__file__).resolve().parent.parent
 KD = {"name": "kd", "alpha": 0.9, "temperature": 4.0}
@@ -88,8 +89,8 @@ def test_a_folder_the_zoo_did_not_write_is_never_replaced(tmp_path):
         write_site([kd_digits_board()], mine)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     (mine / "notes.txt").unlink()
-    (mine / MARKER).write_text("")
-    assert write_site([kd_digits_board()], mine)  # one it wrote is replaced whole
+    (mine / WRITTEN).write_text("")
+    assert write_site([kd_digits_board()], mine)  # one it wrote is replaced
 
 
 # --- the committed site in a real browser ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from zoo.archs.splade import build_tiny
+from zoo.atomic import WRITTEN
 from zoo.export.errors import ExportCheckError
 from zoo.export.splade_onnx import OnnxSpladeEncoder, check_parity, export_splade
 
@@ -20,7 +21,7 @@ def exported(tmp_path_factory):
 
 def test_folder_holds_a_checked_graph_with_the_sparse_head(exported):
     _, out = exported
-    assert {p.name for p in out.iterdir()} == {"model.onnx", "tokenizer", "splade.json", "export.json"}
+    assert {p.name for p in out.iterdir()} == {"model.onnx", "tokenizer", "splade.json", "export.json", WRITTEN}
     report = json.loads((out / "export.json").read_text())
     assert report["parity"]["max_abs_diff"] <= 1e-4 and report["parity"]["topk_mismatches"] == 0
     ops = set(report["graph"]["op_types"])

@@ -142,3 +142,54 @@ def test_a_diverging_run_stops_with_one_line_and_leaves_no_record(runs, tmp_path
     run_dir = tmp_path / "runs" / "kd_digits" / "404"  # a number as id: Hydra gives an int, still a folder
     assert run_dir.is_dir() and not (run_dir / "record.json").exists()
     assert not (run_dir / "student.safetensors").exists()
+
+
+def test_an_unfinished_run_resumes_by_its_id_alone_with_its_stored_config(runs, capsys):
+    """Started with overrides and stopped by a crash, the run resumes by `zoo train task=T run.id=ID`, its
+    config.yaml deciding; an override that repeats a stored value is fine, one that contradicts it is refused by
+    name; `zoo train run=RUN_DIR` is the same resume."""
+    overrides = ["method=ce", "optim.lr=0.02", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        train(compose("kd_digits", overrides + runs + ["run.id=alone"]), say=quiet, callbacks=[Interrupt(1, 2)])
+    run_dir = run_folder(runs, "alone")
+    assert main(["train", "task=kd_digits", "run.id=alone", *runs, "optim.lr=0.5", "trainer.max_epochs=9"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr=0.5 (started with 0.02), trainer.max_epochs=9 (started with 2)" in err and "Traceback" not in err
+    assert not (run_dir / "record.json").exists()
+    assert main(["train", "task=kd_digits", "run.id=alone", *runs, "optim.lr=0.02"]) == 0
+    record = read_record(run_dir / "record.json")
+    assert record.config["method"]["name"] == "ce" and record.config["trainer"]["max_epochs"] == 2
+    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == ["version_0", "version_1"]  # resumed, not new
+
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        train(compose("kd_digits", overrides + runs + ["run.id=by_folder"]), say=quiet, callbacks=[Interrupt(1, 0)])
+    assert main(["train", f"run={run_folder(runs, 'by_folder')}"]) == 0
+    assert read_record(run_folder(runs, "by_folder") / "record.json").config["optim"]["lr"] == 0.02
+    assert main(["train", "task=kd_digits", f"run={run_dir}"]) == 2
+    assert "takes exactly one of task= or run=" in capsys.readouterr().err
+
+
+class CtrlC(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 3:
+            raise KeyboardInterrupt
+
+
+def test_the_resume_command_said_after_ctrl_c_resumes(runs, capsys):
+    """Ctrl-C in the student's fit: exit 130, what was kept, and a resume command that works as printed."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a Ctrl-C: restore it
+    from zoo.errors import Interrupted
+
+    overrides = ["method=ce", "optim.lr=0.02", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+    try:
+        with pytest.raises(Interrupted) as stop:
+            train(compose("kd_digits", overrides + runs + ["run.id=ctrl_c"]), say=quiet, callbacks=[CtrlC()])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert "the last finished epoch is saved in" in str(stop.value)
+    command = stop.value.hint.removeprefix("resume with: ").split()
+    assert command[:2] == ["zoo", "train"] and "optim.lr=0.02" not in command
+    assert main(command[1:]) == 0
+    assert read_record(run_folder(runs, "ctrl_c") / "record.json").config["optim"]["lr"] == 0.02

@@ -41,7 +41,7 @@ from zoo.atomic import atomic_write_text
 from zoo.data.base import TensorDictDataset, ZooDataModule
 from zoo.errors import CheckpointError, ConfigError, did_you_mean
 from zoo.fitting import TrainResult, finish_run, fit_in_folder
-from zoo.runs import prepare_run_dir, quiet_lightning
+from zoo.runs import prepare_run_dir, quiet_lightning, resume_hint
 from zoo.weights import load_weights, save_weights, sha256_file
 
 ACTIVE_KEYS = {"labelled", "pool", "validation", "rounds", "budget", "selector", "gain", "mistakes", "fixed_mistakes",
@@ -300,7 +300,7 @@ def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         round_started = time.perf_counter()
         trainer = fit_in_folder(round_cfg, folder, module, data, callbacks,
                                 f"training interrupted in round {r}; its last finished epoch is saved in {folder}",
-                                f"resume with the same command and run.id={run_dir.name}")
+                                resume_hint(cfg, run_dir))
         limit = smoke_limit(cfg)
         metrics = {**evaluate(datamodule, [student], "val", device=device, limit_batches=limit),
                    **evaluate(datamodule, [student], "test", device=device, limit_batches=limit)}

@@ -5,7 +5,9 @@
 - ``atomic_folder(out, may_replace=...)``: a hidden temp folder beside ``out`` to build in, renamed into place when
   the block succeeds and deleted when it fails, so a folder named ``out`` is always complete. An ``out`` that exists
   is replaced only when ``may_replace(out)`` says it is one the zoo wrote; anything else is an error, and
-  nothing of the user's is touched.
+  nothing of the user's is touched. Replacing one replaces only what the zoo wrote there (named in its
+  ``.zoo-written`` list): files the user added are moved into the new folder, and one whose name the new folder
+  needs is an error before anything moves.
 
 Files and folders get the user's umask (temp files and folders are created private; the published ones are not).
 """
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ConfigError
+
+WRITTEN = ".zoo-written"  # in a folder atomic_folder made: the names it put there (the rest is the user's)
 
 
 def _umask() -> int:
@@ -43,8 +47,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a failed write() names no file: name the target
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 
@@ -71,11 +77,30 @@ def atomic_folder(out: Path, may_replace: Callable[[Path], bool], what: str = "a
 
 
 def _rename_into_place(tmp: Path, out: Path) -> None:
-    """An earlier ``out`` is moved aside first and deleted once the new one is in place."""
+    """An earlier ``out`` is moved aside first, the files the user added to it are moved into the new one, and only
+    then is the rest deleted: whatever fails on the way, nothing of the user's is lost (at worst it waits in the hidden
+    ``.<out>.*.old`` folder beside ``out``)."""
+    new = sorted(p.name for p in tmp.iterdir())
+    Path(tmp, WRITTEN).write_text("".join(f"{name}\n" for name in new), encoding="utf-8")
     if not out.exists():
         os.rename(tmp, out)
         return
+    theirs = _added_by_user(out, new)
+    clash = sorted(set(theirs) & set(new))
+    if clash:
+        raise ConfigError(f"'{out}' holds {', '.join(clash)}, which the zoo did not write there and would replace",
+                          "move those files away (or pass another output folder); nothing was changed")
     old = out.with_name(f".{out.name}.{os.urandom(3).hex()}.old")
     os.rename(out, old)
     os.rename(tmp, out)
+    for name in theirs:
+        os.rename(old / name, out / name)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _added_by_user(folder: Path, new: list[str]) -> list[str]:
+    """The entries of ``folder`` the zoo did not write: not in its ``.zoo-written`` list, or, in a folder from before
+    there was one, not among the names the new build writes."""
+    written = folder / WRITTEN
+    ours = set(written.read_text(encoding="utf-8").split("\n")) if written.is_file() else set(new)
+    return sorted(p.name for p in folder.iterdir() if p.name != WRITTEN and p.name not in ours)

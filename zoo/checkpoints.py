@@ -51,10 +51,25 @@ class HashedCheckpointIO(TorchCheckpointIO):
 def write_checkpoint(path: Path, data: bytes | memoryview) -> None:
     """``data`` as ``path``, atomically, with the sidecar naming its sha256 (old and new while it is replaced)."""
     digest, sidecar = hashlib.sha256(data).hexdigest(), sidecar_of(path)
-    entry = {"file": path.name, "sha256": digest, "size": len(data)}
-    atomic_write_text(sidecar, json.dumps({**entry, "replacing": _current_hash(path)}))
-    atomic_write_bytes(path, data)
+    entry, previous = {"file": path.name, "sha256": digest, "size": len(data)}, _current_hash(path)
+    atomic_write_text(sidecar, json.dumps({**entry, "replacing": previous}))
+    try:
+        atomic_write_bytes(path, data)
+    except BaseException:  # e.g. a full disk: the old checkpoint (or none) stays, and its sidecar says only it
+        _restore_sidecar(path, previous)
+        raise
     atomic_write_text(sidecar, json.dumps(entry))
+
+
+def _restore_sidecar(path: Path, previous: str | None) -> None:
+    sidecar = sidecar_of(path)
+    if previous is None or not path.is_file():
+        sidecar.unlink(missing_ok=True)
+        return
+    try:
+        atomic_write_text(sidecar, json.dumps({"file": path.name, "sha256": previous, "size": path.stat().st_size}))
+    except OSError:
+        pass  # the sidecar still names both hashes, and the old checkpoint matches one of them
 
 
 def _current_hash(path: Path) -> str | None:

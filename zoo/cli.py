@@ -18,7 +18,10 @@
     zoo index run=RUN_DIR [out=DIR] [quant_scale=100]   index a retrieval run's corpus
     zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec]   search it with the run's student
 
-Errors print one line (and a hint) and exit with code 2; ``--debug`` shows the traceback instead.
+Errors print one line (and a hint) and exit with code 2; ``--debug`` shows the traceback instead. The environment's
+refusals (a full disk, a read-only or misplaced folder, an unreachable Hub) are errors too, named by path
+(``zoo.errors.environment_error``). Ctrl-C exits with 130, saying what was kept and how to resume where a run was
+training.
 """
 
 import argparse
@@ -26,7 +29,7 @@ import sys
 
 from zoo.commands import COMMANDS
 from zoo.commands.report import Reporter
-from zoo.errors import ZooError
+from zoo.errors import Interrupted, ZooError, environment_error
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[options.command]
     try:
         return command.run(command.parse(options.args), reporter)
-    except ZooError as err:
-        if options.debug:
+    except (ZooError, OSError) as err:
+        error = err if isinstance(err, ZooError) else environment_error(err)
+        if options.debug or error is None:  # an OSError that is no fault of the environment is a bug: traceback
             raise
-        reporter.error(err)
-        return 2
+        reporter.error(error)
+        return 130 if isinstance(error, Interrupted) else 2
     except KeyboardInterrupt:
         reporter.note("interrupted")
         return 130

@@ -57,7 +57,7 @@ def compose(task: str, overrides: list[str] | None = None) -> DictConfig:
 
     cfg = _hydra_compose(task, group_choices)
     for key, _, text in value_overrides:
-        adding = key.startswith("+")
+        adding = key.startswith("+") or _optional_recipe_key(cfg, key)
         key = key.lstrip("+")
         _check_key_exists(cfg, key, adding)
         value = parse_value(text)
@@ -70,22 +70,52 @@ def compose(task: str, overrides: list[str] | None = None) -> DictConfig:
     return cfg
 
 
-# Values that torch would only refuse deep inside a run (after its folder exists): (key, test, what it must be).
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# Values that torch, numpy or Lightning would only refuse deep inside a run (after its folder exists, or after a
+# teacher trained for an hour): (key, test, what it must be). A key matches itself and any key ending in ".<key>", so
+# "optim.lr" also checks teacher.recipe.optim.lr and "recipe.epochs" every teacher role's recipe.
 RANGES = (
-    ("data.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1"),
-    ("data.eval_batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1"),
-    ("optim.lr", lambda v: isinstance(v, (int, float)) and v > 0, "a number above 0"),
-    ("optim.weight_decay", lambda v: isinstance(v, (int, float)) and v >= 0, "a number of at least 0"),
-    ("trainer.max_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer of at least 0 (0: evaluate only)"),
+    ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    ("eval_batch_size", lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    ("optim.lr", lambda v: _is_number(v) and v > 0, "a number above 0"),
+    ("optim.weight_decay", lambda v: _is_number(v) and v >= 0, "a number of at least 0"),
+    ("trainer.max_epochs", lambda v: _is_int(v) and v >= 0, "an integer of at least 0 (0: evaluate only)"),
+    ("recipe.epochs", lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    ("init_recipe.epochs", lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
+    ("seed", lambda v: _is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1 (numpy's seeds)"),
+    ("reproduce.seeds", lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
 )
 
 
 def check_ranges(cfg: DictConfig) -> None:
     """A one-line error for a value out of its range, before any data is read or run folder made."""
-    for key, ok, rule in RANGES:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and (isinstance(value, bool) or not ok(value)):
-            raise ConfigError(f"{key}={value!r}: must be {rule}", f"set {key} to {rule}")
+    for key in flat_keys(cfg):
+        for suffix, ok, rule in RANGES:
+            if key != suffix and not key.endswith("." + suffix):
+                continue
+            value = OmegaConf.select(cfg, key, default=None)
+            if value is not None and not ok(value):
+                raise ConfigError(f"{key}={value!r}: must be {rule}", f"set {key} to {rule}")
+
+
+# Keys a recipe block (teacher.recipe, student.init_recipe, a staged role's recipe) reads only when they are there
+# (zoo.recipes): they may be set without Hydra's "+", like the keys every recipe has.
+RECIPE_OPTIONAL = ("smoke", "limit_train_batches", "gradient_clip_val", "method", "data", "pretrained")
+
+
+def _optional_recipe_key(cfg: DictConfig, key: str) -> bool:
+    parent, _, leaf = key.rpartition(".")
+    if not parent.endswith("recipe") or leaf not in RECIPE_OPTIONAL:
+        return False
+    node = OmegaConf.select(cfg, parent, default=None)
+    return isinstance(node, DictConfig) and leaf not in node
 
 
 def _hydra_compose(task: str, overrides: list[str]) -> DictConfig:

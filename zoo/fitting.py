@@ -1,17 +1,20 @@
 """What every shape of run shares around its fits (``zoo.train``: one fit; ``zoo.staged``: one per stage;
-``zoo.active``: one per round): the Lightning Trainer's arguments (resume checkpoint, logger, guards), a fit that
-lives in a folder of its own and resumes there, and the end of a run, where the trained student is evaluated on val
-and test and the run record is written."""
+``zoo.active``: one per round): the Lightning Trainer's arguments (resume checkpoint, atomic checkpoint writes,
+logger, guards), a fit that lives in a folder of its own and resumes there, what a fit that stops says (Ctrl-C, a full
+disk: what was kept and how to resume), and the end of a run, where the trained student is evaluated on val and test
+and the run record is written."""
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo.errors import ZooError
+from zoo.errors import Interrupted, ZooError, environment_error
 from zoo.records import ModelInfo, Record, git_commit, hardware, now_iso, package_versions, write_record
 
 
@@ -60,6 +63,22 @@ def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teac
     return TrainResult(run_dir, record)
 
 
+@contextlib.contextmanager
+def stops_explained(interrupted: str, hint: str) -> Iterator[None]:
+    """Around a fit: Ctrl-C (Lightning stops gracefully, then exits) becomes ``Interrupted(interrupted, hint)``, the
+    message saying what was kept and the hint how to resume; a full disk or a folder that cannot be written becomes one
+    line naming the path, with the same hint."""
+    try:
+        yield
+    except SystemExit as stop:
+        raise Interrupted(interrupted, hint) from stop
+    except OSError as err:
+        error = environment_error(err, then=hint)
+        if error is None:
+            raise
+        raise error from err
+
+
 def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
@@ -84,8 +103,8 @@ def trainer_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def fit_in_folder(cfg: DictConfig, folder: Path, module, datamodule, callbacks: list | None, interrupted: str,
                   hint: str):
     """One Lightning fit whose checkpoints and logs live in ``folder`` (a stage's, a round's), resumed from its last
-    finished epoch when one is saved there; returns the Trainer. Ctrl-C is a ``ZooError`` saying ``interrupted``
-    with ``hint``."""
+    finished epoch when one is saved there; returns the Trainer. Ctrl-C is ``Interrupted`` saying ``interrupted``
+    with the resume ``hint`` (``stops_explained``)."""
     import lightning as L
 
     from zoo.runs import _check_checkpoint
@@ -97,8 +116,6 @@ def fit_in_folder(cfg: DictConfig, folder: Path, module, datamodule, callbacks: 
     resume_from = str(last) if cfg.run.resume and last.is_file() else None
     if resume_from:
         _check_checkpoint(last)
-    try:
+    with stops_explained(interrupted, hint):
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
-    except SystemExit as stop:  # Lightning turns Ctrl-C into a graceful stop, then exits
-        raise ZooError(interrupted, hint) from stop
     return trainer

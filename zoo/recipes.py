@@ -14,12 +14,23 @@ Weights are stored under ZOO_HOME/teachers/<arch>-<hash>/ (student inits under Z
 hash of arch, arch kwargs, recipe, data and the trainer settings that change the result; ``meta.json`` beside them
 holds the key, the file's sha256, the test metrics and ``meta_sha256``, a sha256 of the rest. Stored weights that no
 longer match their sha256, or a meta.json that is missing, unreadable or does not match its own sha256, are
-retrained with a one-line note, never used (and never a traceback).
+retrained with a one-line note, never used (and never a traceback). A store that cannot be written (a shared,
+read-only one) serves the weights it holds without its lock; one it lacks is a one-line error.
+
+A recipe's training says how long it is as it starts, and a few seconds in about how long it will take (``TimeLeft``,
+an estimate); a smoke run (``trainer.fast_dev_run``) says before any of it trains what must train in full first
+(``announce_training``). ``smoke: true`` in a recipe trains a smoke-sized model instead (one epoch of
+``SMOKE_BATCHES`` batches): it has a key of its own, so no real run ever finds it, and only a ``trainer.fast_dev_run``
+run may ask for it.
 """
 
+import contextlib
 import hashlib
 import json
+import math
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +40,16 @@ from torch import nn
 
 from zoo.archs import create
 from zoo.atomic import atomic_write_text
-from zoo.errors import ConfigError
-from zoo.evaluation import eval_device, evaluate, headline
+from zoo.errors import ConfigError, ZooError, environment_error, unwritable
+from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
+from zoo.fitting import stops_explained
 from zoo.kinds import kind_of
 from zoo.paths import student_inits_dir, teacher_weights_dir
+from zoo.runs import check_accelerator
 from zoo.weights import save_weights, sha256_file
+
+SMOKE_BATCHES = 2  # what a smoke-sized recipe (smoke: true) trains on: one epoch of this many batches
+RECIPE_KEYS = {"teacher": "teacher.recipe", "student init": "student.init_recipe"}  # where a role's recipe is set
 
 # Trainer settings that change what a recipe trains, and the values every stored weights file was trained with
 # before the recipe Trainer followed the run's settings: only a different value enters the key.
@@ -83,37 +99,127 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
     return key
 
 
+@dataclass
+class StoredWeights:
+    """Where the weights a recipe trains are stored, and what trains them (the recipe's own data, where it has one)."""
+    name: str
+    role: str
+    folder: Path
+    weights: Path
+    key: dict
+    cfg: Any
+    datamodule: Any
+
+    @property
+    def recipe(self) -> dict:
+        return self.key["recipe"]
+
+    @property
+    def stored(self) -> bool:
+        """Both files there: what a look before training needs (``trained_once`` checks the checksum)."""
+        return self.weights.is_file() and (self.folder / "meta.json").is_file()
+
+    def length(self) -> str:
+        """How much training the recipe is, in words: epochs, batches, examples."""
+        if self.recipe.get("smoke"):
+            return f"smoke-sized: 1 epoch of {SMOKE_BATCHES} batches"
+        epochs, examples = int(self.recipe["epochs"]), len(self.datamodule.splits.get("train", ()))
+        length = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+        if not examples:
+            return length
+        batches = math.ceil(examples / int(self.cfg.data.batch_size))
+        return f"{length} x {batches} batches = {epochs * batches:,} steps, on {examples:,} examples"
+
+
+def locate(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: str = "teacher",
+           kwargs: dict | None = None) -> StoredWeights:
+    """Where ``name`` trained by ``recipe_cfg`` is stored (see the module docstring); nothing is read or trained."""
+    if recipe_cfg.get("data"):
+        cfg, datamodule = recipe_data(cfg, recipe_cfg.data, datamodule)
+    key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
+    weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
+    return StoredWeights(name, role, folder, weights, key, cfg, datamodule)
+
+
+def announce_training(cfg: Any, datamodule, wanted: list[tuple[str, Any, str, dict]], say=print) -> None:
+    """In a smoke run (``trainer.fast_dev_run``), say before any of ``wanted`` ((name, recipe, role, kwargs), as
+    ``trained_once`` takes them) trains which are not stored and so train first by their full recipes (fast_dev_run
+    does not shorten them), how long those are, and how to get smoke-sized ones instead. A real run says each as it
+    starts (``trained_once``)."""
+    if not smoke_limit(cfg):
+        return
+    located = [locate(cfg, name, recipe, datamodule, role, kwargs) for name, recipe, role, kwargs in wanted]
+    full = [p for p in located if not p.stored and not p.recipe.get("smoke")]
+    if not full:
+        return
+    switches = " ".join(dict.fromkeys(f"{RECIPE_KEYS.get(p.role, p.role + ' recipe')}.smoke=true" for p in full))
+    say("trainer.fast_dev_run, but first the full recipe of what is not stored yet (fast_dev_run does not shorten a "
+        "recipe): " + "; ".join(f"{p.role} {p.name} ({p.length()})" for p in full)
+        + f". How long is said a few seconds in (an estimate). For smoke-sized ones instead, stored apart and used by "
+        f"fast_dev_run runs only: {switches}")
+
+
 def trained_once(cfg: Any, name: str, recipe_cfg: Any, datamodule, say=print, role: str = "teacher",
                  kwargs: dict | None = None) -> tuple[Path, bool]:
     """Weights of ``name`` trained by ``recipe_cfg``, stored under ZOO_HOME keyed by everything they depend on;
     returns their path and whether they were trained just now (and their metrics said)."""
-    from filelock import FileLock
-
-    if recipe_cfg.get("data"):
-        cfg, datamodule = recipe_data(cfg, recipe_cfg.data, datamodule)
-    key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
-    recipe = key["recipe"]
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
-    weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
-    meta_path = folder / "meta.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        problem = stored_problem(weights, meta_path)
-        if problem is None:
+    check_accelerator(cfg)  # before anything is said or trained
+    stored = locate(cfg, name, recipe_cfg, datamodule, role, kwargs)
+    cfg, datamodule, recipe, weights = stored.cfg, stored.datamodule, stored.recipe, stored.weights  # the recipe's
+    if recipe.get("smoke") and not smoke_limit(cfg):
+        where = RECIPE_KEYS.get(role, f"the {role} recipe's")
+        raise ConfigError(f"{where}.smoke=true trains a smoke-sized {role}: only a trainer.fast_dev_run run may use "
+                          "one", f"drop {where}.smoke for a real run, or add trainer.fast_dev_run=true")
+    if usable(stored):  # no lock needed to read: a read-only shared store serves what it has
+        return weights, False
+    with _store_lock(stored):
+        if usable(stored, say):  # another process may have stored it meanwhile; a damaged one is said
             return weights, False
-        if problem != "absent":  # damaged: say so, then retrain it rather than use it or stop with a traceback
-            say(f"stored {role} {name} in {folder}: {problem}; retraining it")
-        say(f"training {role} {name} ({recipe['epochs']} epochs, stored for reuse in {folder})")
+        say(f"training {role} {name} ({stored.length()}; stored for reuse in {stored.folder})")
         started = time.perf_counter()
-        model = train_by_recipe(cfg, name, recipe, datamodule, kwargs or {})
+        model = train_by_recipe(cfg, name, recipe, datamodule, kwargs or {}, say, role)
         save_weights(model, weights)
-        metrics = evaluate(datamodule, [model], "test", device=eval_device(cfg), role=role)
-        meta = {"key": key, "sha256": sha256_file(weights), "metrics": metrics,
-                "train_seconds": round(time.perf_counter() - started, 2)}
-        atomic_write_text(meta_path, json.dumps(sealed(meta), indent=2, sort_keys=True))
+        limit = SMOKE_BATCHES if recipe.get("smoke") else None
+        metrics = evaluate(datamodule, [model], "test", device=eval_device(cfg), role=role, limit_batches=limit)
+        meta = {"key": stored.key, "sha256": sha256_file(weights), "metrics": metrics,
+                "train_seconds": round(time.perf_counter() - started, 2), **({"smoke": True} if limit else {})}
+        atomic_write_text(stored.folder / "meta.json", json.dumps(sealed(meta), indent=2, sort_keys=True))
         say(f"{role} {name}: {headline(datamodule, metrics)}")
     return weights, True
+
+
+def usable(stored: StoredWeights, say=None) -> bool:
+    """Whether the stored weights match their sealed meta.json (``stored_problem``); with ``say``, why damaged ones
+    are about to be retrained."""
+    problem = stored_problem(stored.weights, stored.folder / "meta.json")
+    if problem is not None and problem != "absent" and say is not None:
+        say(f"stored {stored.role} {stored.name} in {stored.folder}: {problem}; retraining it")
+    return problem is None
+
+
+@contextlib.contextmanager
+def _store_lock(stored: StoredWeights) -> Iterator[None]:
+    """The lock of ``stored``'s folder, for training into it; a store that cannot be written is one line."""
+    from filelock import FileLock
+
+    lock = FileLock(str(stored.folder) + ".lock")
+    try:
+        stored.folder.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        cause = environment_error(err) if unwritable(err) else None
+        if cause is None:
+            raise
+        raise ZooError(f"{stored.role} {stored.name} is not in the store {stored.folder.parent}, and cannot be "
+                       f"trained into it: {cause}", f"set ZOO_HOME to a folder you can write, to train it there "
+                       f"({stored.length()}), or have it trained once into that store by someone who can write "
+                       "it") from err
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def recipe_data(cfg: Any, data_overrides: Any, datamodule) -> tuple[Any, Any]:
@@ -174,18 +280,52 @@ def stored_metrics(weights: Path) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in metrics.items()} if metrics else None
 
 
-def recipe_trainer(cfg: Any, recipe: dict) -> L.Trainer:
+def recipe_trainer(cfg: Any, recipe: dict, callbacks: list | None = None) -> L.Trainer:
     """A Trainer with the run's ``trainer`` settings, less what the recipe decides (see the module docstring)."""
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    args.update(max_epochs=int(recipe["epochs"]), devices=1, num_nodes=1, strategy="auto", fast_dev_run=False,
-                limit_train_batches=recipe.get("limit_train_batches"),  # None = all (smoke tests cap it)
+    smoke = bool(recipe.get("smoke"))
+    args.update(max_epochs=1 if smoke else int(recipe["epochs"]), devices=1, num_nodes=1, strategy="auto",
+                fast_dev_run=False,
+                limit_train_batches=SMOKE_BATCHES if smoke else recipe.get("limit_train_batches"),  # None = all
                 gradient_clip_val=recipe.get("gradient_clip_val"), limit_val_batches=0, num_sanity_val_steps=0,
-                logger=False, enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False)
+                logger=False, enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
+                callbacks=list(callbacks or []))
     return L.Trainer(**args)
 
 
-def train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict) -> nn.Module:
-    """``name`` trained alone by the recipe's teacher-free method (see the module docstring)."""
+class TimeLeft(L.Callback):
+    """Says once, ``after`` seconds into a recipe's training, about how long the rest will take: an estimate from
+    the steps so far, so that a long recipe is known as such while it can still be stopped (Ctrl-C stores nothing)."""
+
+    def __init__(self, what: str, say, after: float = 5.0):
+        self.what, self.say, self.after = what, say, after
+        self.started: float | None = None
+
+    def on_train_start(self, trainer, module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.started is None or trainer.global_step == 0:
+            return
+        elapsed = time.perf_counter() - self.started
+        if elapsed < self.after:
+            return
+        left = elapsed / trainer.global_step * max(trainer.estimated_stepping_batches - trainer.global_step, 0)
+        self.say(f"{self.what}: about {_duration(left)} to go (an estimate from its first {trainer.global_step} "
+                 f"of {trainer.estimated_stepping_batches:,} steps)")
+        self.started = None  # said once
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict, say=print,
+                    role: str = "teacher") -> nn.Module:
+    """``name`` trained alone by the recipe's teacher-free method (see the module docstring). Ctrl-C stores nothing
+    and says so (``zoo.errors.Interrupted``)."""
     from zoo.methods.base import MethodContext
     from zoo.registry import METHODS
 
@@ -202,10 +342,13 @@ def train_by_recipe(cfg: Any, name: str, recipe: dict, datamodule, kwargs: dict)
     model = create(name, datamodule.num_classes, datamodule.input_shape,
                    pretrained=bool(recipe.get("pretrained", False)), **kwargs)
     module = method_cls(model, [], MethodContext.of(datamodule, method_cfg, OmegaConf.create(recipe["optim"])))
-    trainer = recipe_trainer(cfg, recipe)
+    trainer = recipe_trainer(cfg, recipe, [TimeLeft(f"{role} {name}", say)])
     run_shuffle_seed, datamodule.shuffle_seed = datamodule.shuffle_seed, int(recipe["seed"])
     try:  # the teacher's data order follows its recipe's seed, not the run's
-        trainer.fit(module, datamodule=datamodule)
+        with stops_explained(f"training interrupted while {role} {name} trained by its recipe: nothing of it was "
+                             f"stored (weights are stored only once their recipe finishes)",
+                             f"run the same command again: it trains {role} {name} from its first epoch"):
+            trainer.fit(module, datamodule=datamodule)
     finally:
         datamodule.shuffle_seed = run_shuffle_seed
     return model.cpu()

@@ -18,6 +18,11 @@ only if its runs had this reproduction's config but for the seed and where runs 
 reproduction with other epochs is no check of the board. Where there is no such row (a task not on a board yet,
 a changed recipe, quick overrides), the arm falls back to ``reproduce.expected``'s [low, high] range for its mean
 (OK or FAIL), and without one it has no verdict.
+
+A reproduction resumes where it stopped: each of its runs is first looked for among the task's run folders under
+``run.root``. A finished run of the same config (but for ``NOT_THE_RUN``) made at the same git commit is read, not
+run again; an unfinished one is resumed in its folder (``zoo.runs``); only the rest are trained. So an interrupted
+``zoo reproduce`` is resumed by the same command.
 """
 
 import json
@@ -31,13 +36,16 @@ from omegaconf import OmegaConf
 from zoo.arms import arm_overrides, arm_spec, shadowed
 from zoo.atomic import atomic_write_text
 from zoo.config import compose, split_override
-from zoo.errors import ConfigError
-from zoo.records import now_iso
+from zoo.errors import ConfigError, Interrupted
+from zoo.records import Record, git_commit, now_iso, read_record
 
 # Config keys that do not change what a run measures: a board row made with other values still applies.
 IGNORED = ("seed", "task", "run", "reproduce", "paper", "data.root", "data.num_workers", "trainer.enable_progress_bar",
            "trainer.log_every_n_steps")
 EPS = 1e-9  # a difference equal to the spread or tolerance as printed is within it, whatever the float rounding
+# What an earlier run may differ in and still be this reproduction's run: where runs live, the reproduction's own
+# settings, and how progress displays.
+NOT_THE_RUN = ("run", "reproduce", "paper", "trainer.enable_progress_bar")
 
 
 @dataclass
@@ -200,6 +208,7 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
     for label, _, own, _ in arms:
         for text in shadowed(own, overrides):
             say(f"note: arm {label} sets {split_override(text)[0]} itself; {text} does not apply to it")
+    earlier, commit = earlier_runs(Path(base.run.root) / task), git_commit()
     for seed in range(seeds):
         for label, method, own, cap in arms:
             if cap is not None and seed >= cap:
@@ -207,12 +216,12 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
             say(f"[bold]{task}[/bold]: arm {label}, seed {seed + 1}/{min(seeds, cap or seeds)}")
             cfg = compose(task, arm_overrides(method, overrides) + own + [f"seed={seed}"])
             configs.setdefault(label, OmegaConf.to_container(cfg, resolve=True))
-            result = train(cfg, say=say)
-            scores[label].append(float(result.record.metrics[metric]))
-            if result.record.teacher_metrics:
-                teachers = " + ".join(t.name for t in result.record.judged_teachers())
-                teacher_scores.setdefault(teachers, float(result.record.teacher_metrics[metric]))
-            records.append(str(result.run_dir / "record.json"))
+            run_dir, record = run_or_reuse(cfg, earlier, commit, train, say)
+            scores[label].append(float(record.metrics[metric]))
+            if record.teacher_metrics:
+                teachers = " + ".join(t.name for t in record.judged_teachers())
+                teacher_scores.setdefault(teachers, float(record.teacher_metrics[metric]))
+            records.append(str(run_dir / "record.json"))
 
     expected = OmegaConf.to_container(base.reproduce.expected, resolve=True) or {}
     references = board_references(task, configs, metric, say)
@@ -228,3 +237,37 @@ def reproduce(task: str, seeds: int | None, overrides: list[str], only: list[str
                                        "arms": summary, "teacher": teacher_scores, "records": records}, indent=2))
     return ReproduceResult(task, metric, seeds, str(base.reproduce.baseline), results, teacher_scores, records, out,
                            tolerance)
+
+
+def earlier_runs(folder: Path) -> dict[Path, dict[str, Any]]:
+    """The run folders of one task (``run.root/<task>``) with their stored configs, newest first."""
+    found = {}
+    for path in sorted(folder.glob("*/config.yaml"), reverse=True):
+        try:
+            found[path.parent] = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        except Exception:  # noqa: BLE001 - a folder whose config cannot be read is no run to resume or reuse
+            continue
+    return found
+
+
+def run_or_reuse(cfg: Any, earlier: dict[Path, dict[str, Any]], commit: str | None, train, say=print,
+                 ) -> tuple[Path, Record]:
+    """The run of ``cfg`` for this reproduction: an earlier finished run of the same config made at ``commit``, read;
+    an earlier unfinished one, resumed; else a new one (``train``)."""
+    mine = OmegaConf.to_container(cfg, resolve=True)
+    run_dir = next((d for d, theirs in earlier.items() if not differences(mine, theirs, NOT_THE_RUN)), None)
+    if run_dir is not None and (run_dir / "record.json").is_file():
+        record = read_record(run_dir / "record.json")
+        if record.git_commit == commit:
+            say(f"finished earlier in {run_dir}: read, not run again")
+            return run_dir, record
+        say(f"note: {run_dir} ran this config at commit {record.git_commit}, this is {commit}: running it again")
+    elif run_dir is not None:
+        say(f"unfinished in {run_dir}: resuming it")
+        cfg.run.id = run_dir.name
+    try:
+        result = train(cfg, say=say)
+    except Interrupted as stop:  # the whole reproduction resumes, not only this run
+        raise Interrupted(str(stop), "run the same zoo reproduce command again: the runs that finished are read, an "
+                          "unfinished one resumes") from stop
+    return result.run_dir, result.record

@@ -7,7 +7,8 @@
 
 Nothing is fetched at view time (no CDN, no web font), so any static host or a plain file browser serves the
 folder. The pages carry no date and the plots no stamp (``zoo.figures``): the same records give the same bytes,
-and the folder is replaced whole on every regeneration, so a page of a task that left the boards goes with it.
+and the folder is replaced on every regeneration (``zoo.atomic.atomic_folder``: what the zoo wrote there, listed in
+its ``.zoo-written``), so a page of a task that left the boards goes with it.
 """
 
 import html
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from zoo.atomic import atomic_folder
+from zoo.atomic import WRITTEN, atomic_folder
 
-MARKER = ".zoo-site"  # a folder holding it was written here, and may be replaced whole
 ASSETS = ("style.css", "sort.js")
 
 
@@ -40,9 +40,8 @@ def write_site(boards: list, out: Path) -> list[Path]:
     from zoo.board_plots import plots_of
     from zoo.figures import figure_bytes
 
-    with atomic_folder(out, may_replace=lambda folder: (folder / MARKER).is_file(),
+    with atomic_folder(out, may_replace=lambda folder: (folder / WRITTEN).is_file(),
                        what="a leaderboard site the zoo wrote", hint="move that folder away first") as tmp:
-        (tmp / MARKER).write_text("written by `zoo leaderboard`; the folder is replaced whole on every run\n")
         for name in ASSETS:
             (tmp / name).write_bytes(resources.files("zoo").joinpath("site_assets", name).read_bytes())
         for board in boards:
@@ -54,7 +53,7 @@ def write_site(boards: list, out: Path) -> list[Path]:
                 leaderboard.render_csv(board.rows, board.metrics, board.gain_header, board.older), encoding="utf-8")
             (tmp / f"{board.task}.html").write_text(task_page(board, figures), encoding="utf-8")
         (tmp / "index.html").write_text(index_page(boards), encoding="utf-8")
-    return sorted(path for path in out.iterdir() if path.name != MARKER)
+    return sorted(path for path in out.iterdir() if not path.name.startswith("."))
 
 
 # --- pages ----------------------------------------------------------------------------------------------------

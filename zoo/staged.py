@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo.atomic import atomic_write_text
 from zoo.errors import CheckpointError, ConfigError, ZooError, did_you_mean
 from zoo.fitting import TrainResult, finish_run, fit_in_folder
-from zoo.runs import prepare_run_dir, quiet_lightning
+from zoo.runs import prepare_run_dir, quiet_lightning, resume_hint
 from zoo.weights import save_weights, sha256_file
 
 STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method"}
@@ -302,7 +302,7 @@ def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks
     log = StageLog()
     trainer = fit_in_folder(stage_cfg, folder, module, datamodule, [log, *(callbacks or [])],
                             f"training interrupted in stage {stage['name']}; its last finished epoch is saved in "
-                            f"{folder}", f"resume with the same command and run.id={folder.parent.parent.name}")
+                            f"{folder}", resume_hint(stage_cfg, folder.parent.parent))
     if not trainer.is_global_zero:
         return None
     return {"name": stage["name"], "data": stage["data"], "teacher": stage["teacher"],

@@ -15,7 +15,7 @@ from torch import nn
 
 from zoo.archs import arch_kwargs, create, student_arch_kwargs
 from zoo.archs.text import with_data_tokenizer
-from zoo.recipes import trained_once
+from zoo.recipes import announce_training, trained_once
 from zoo.weights import load_weights
 
 
@@ -25,9 +25,10 @@ def trained_student_init(cfg: Any, datamodule, say=print) -> Path:
     MEAL V2's finding is that soft labels need a good initialisation; every arm of a
     reproduce starts from the same file, so the comparison is of what comes after it.
     """
+    kwargs = with_data_tokenizer(cfg.student.arch, arch_kwargs(cfg.student), datamodule, "student")
+    announce_training(cfg, datamodule, [(cfg.student.arch, cfg.student.init_recipe, "student init", kwargs)], say)
     path, _ = trained_once(cfg, cfg.student.arch, cfg.student.init_recipe, datamodule, say, role="student init",
-                           kwargs=with_data_tokenizer(cfg.student.arch, arch_kwargs(cfg.student), datamodule,
-                                                      "student"))
+                           kwargs=kwargs)
     return path
 
 

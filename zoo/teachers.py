@@ -15,8 +15,9 @@ from zoo.archs import arch_kwargs, count_flops, count_params, create
 from zoo.archs.text import with_data_tokenizer
 from zoo.errors import ConfigError
 from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
-from zoo.recipes import stored_metrics, trained_once
+from zoo.recipes import announce_training, stored_metrics, trained_once
 from zoo.records import ModelInfo
+from zoo.runs import check_accelerator
 from zoo.weights import load_weights
 
 
@@ -28,6 +29,7 @@ def teacher_names(cfg: Any) -> list[str]:
 def prepare_teachers(cfg: Any, datamodule, say=print, measure: bool = True,
                      ) -> tuple[list[nn.Module], list[ModelInfo], dict[str, float]]:
     """``measure=False`` skips the test evaluation (a staged run's pretrained teacher, whose head is untrained)."""
+    check_accelerator(cfg)  # a GPU the machine lacks is said before any teacher is built or trained
     names = teacher_names(cfg)
     weights = cfg.teacher.weights
     weights = [weights] if isinstance(weights, str) else list(weights or [])
@@ -35,9 +37,13 @@ def prepare_teachers(cfg: Any, datamodule, say=print, measure: bool = True,
         raise ConfigError(f"teacher.weights lists {len(weights)} file(s) for {len(names)} teacher arch(s)",
                           "give one weights file per name in teacher.arch")
     pretrained = bool(cfg.teacher.get("pretrained", False))
+    kwargs_of = {name: with_data_tokenizer(name, arch_kwargs(cfg.teacher), datamodule, "teacher") for name in names}
+    if not weights and not pretrained and cfg.teacher.get("recipe") is not None:  # said before any of them trains
+        announce_training(cfg, datamodule, [(name, cfg.teacher.recipe, "teacher", kwargs_of[name]) for name in names],
+                          say)
     teachers, infos, trained_now = [], [], False
     for i, name in enumerate(names):
-        kwargs = with_data_tokenizer(name, arch_kwargs(cfg.teacher), datamodule, "teacher")
+        kwargs = kwargs_of[name]
         model = create(name, datamodule.num_classes, datamodule.input_shape, pretrained=pretrained and not weights,
                        **kwargs)
         if weights:

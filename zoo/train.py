@@ -2,17 +2,25 @@
 
 The run folder (``zoo.runs``) receives config.yaml at the start, Lightning's last.ckpt after every epoch (the
 resume point), and at the end student.safetensors (the student alone) and record.json. A run whose folder has a
-checkpoint but no record is resumed by giving its id again: ``zoo train task=... run.id=<id>``.
+checkpoint but no record is resumed by giving its id again: ``zoo train task=... run.id=<id>`` (its stored config
+decides, ``zoo.runs.run_config``). The run folder is locked while this process trains in it.
 """
 
 import time
+from pathlib import Path
 
 from omegaconf import DictConfig
 
-from zoo.errors import ZooError
-from zoo.fitting import TrainResult, finish_run, trainer_arguments
+from zoo.fitting import TrainResult, finish_run, stops_explained, trainer_arguments
 from zoo.records import ModelInfo
-from zoo.runs import prepare_run_dir, quiet_lightning
+from zoo.runs import (
+    check_writable,
+    lock_existing_run,
+    prepare_run_dir,
+    quiet_lightning,
+    resume_hint,
+    run_locks,
+)
 
 
 def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainResult | None:
@@ -20,6 +28,13 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
 
     ``callbacks`` are extra Lightning callbacks (for embedding and for tests).
     """
+    check_writable(Path(cfg.run.root) / cfg.task)  # known before hours of teacher training, not after
+    with run_locks():  # the run folder's lock is let go when the run ends, also in a longer process (reproduce)
+        lock_existing_run(cfg)
+        return _train(cfg, say, callbacks)
+
+
+def _train(cfg: DictConfig, say, callbacks: list | None) -> TrainResult | None:
     import lightning as L
 
     from zoo.methods.base import MethodContext
@@ -72,11 +87,9 @@ def train(cfg: DictConfig, say=print, callbacks: list | None = None) -> TrainRes
     arguments["callbacks"] += list(callbacks or [])
     trainer = L.Trainer(**arguments)
     fit_started = time.perf_counter()
-    try:
+    with stops_explained(f"training interrupted; the last finished epoch is saved in {run_dir}",
+                         resume_hint(cfg, run_dir)):
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
-    except SystemExit as stop:  # Lightning turns Ctrl-C into a graceful stop, then exits
-        raise ZooError(f"training interrupted; the last finished epoch is saved in {run_dir}",
-                       f"resume with: zoo train task={cfg.task} run.id={run_dir.name}") from stop
     fit_seconds = time.perf_counter() - fit_started
     if not trainer.is_global_zero:
         return None

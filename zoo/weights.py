@@ -5,6 +5,8 @@ ever runs; keys saved from ``nn.DataParallel`` lose their ``module.`` prefix.
 Unreadable files raise CheckpointError naming the file.
 """
 
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -22,8 +24,15 @@ def save_weights(model: nn.Module, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(path)
+    try:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.replace(path)
+    except BaseException as err:  # a full disk leaves no half-written temp file behind
+        tmp.unlink(missing_ok=True)
+        code = re.search(r"os error (\d+)", str(err))
+        if code and not isinstance(err, OSError):  # safetensors reports the OS's refusal as its own error type
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from err
+        raise
     return path
 
 

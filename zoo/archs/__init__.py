@@ -13,6 +13,21 @@ from zoo.registry import ARCHS
 
 def create(name: str, num_classes: int, input_shape: tuple[int, ...], pretrained: bool = False,
            subclasses: int = 1, **kwargs):
+    try:
+        return _create(name, num_classes, input_shape, pretrained, subclasses, **kwargs)
+    except OSError as err:  # the one place every model is built: where a download it needs fails, say which
+        from zoo.errors import ZooError, hub_unreachable
+
+        if not hub_unreachable(err):
+            raise
+        role_switch = "kwargs.pretrained_backbone=false" if kwargs.get("pretrained_backbone") else "weights=FILE"
+        raise ZooError(f"the pretrained weights of {name} are not in the local cache and the Hugging Face Hub cannot "
+                       "be reached", "connect to the network once (they are cached in HF_HOME, ~/.cache/huggingface), "
+                       "copy in a cache that has them, or do without them: "
+                       f"teacher.{role_switch} or student.{role_switch}, for the model that names {name}") from err
+
+
+def _create(name: str, num_classes: int, input_shape: tuple[int, ...], pretrained: bool, subclasses: int, **kwargs):
     build = ARCHS.get(name)
     if int(subclasses) == 1:
         return build(num_classes=num_classes, input_shape=tuple(input_shape), pretrained=pretrained, **kwargs)

@@ -27,7 +27,8 @@ class Arguments:
             return default
         text = self.values[key]
         if not text.isdigit() or int(text) < minimum:
-            raise ConfigError(f"{key} must be an integer of at least {minimum}, got '{text}'")
+            raise ConfigError(f"{key} must be an integer of at least {minimum}, got '{text}'",
+                              f"give {key}=N with N >= {minimum}, or leave {key}= out for its default")
         return int(text)
 
     def number(self, key: str, default: float) -> float:
