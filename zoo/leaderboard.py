@@ -35,8 +35,6 @@ A paper row in a task YAML looks like (``name`` is optional; the method by defau
          params: 25600000, metrics: {test/acc: 0.8067}, source: "Shen & Savvides 2020, Table 1"}
 """
 
-import csv
-import io
 import json
 import math
 import re
@@ -50,6 +48,17 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from zoo.atomic import atomic_write_bytes, atomic_write_text
+from zoo.board_cells import (  # re-exported too: tests and zoo.reproduce read them as leaderboard's
+    OLDER,
+    commits_of,  # noqa: F401  (zoo.reproduce reads it here)
+    cost_cells,
+    cost_columns,
+    from_cell,
+    gain_cell,
+    metric_cell,
+    metric_names,
+    render_csv,
+)
 from zoo.curves import curves_of, write_png
 from zoo.curves import markdown as markdown_curves
 from zoo.errors import ConfigError, RecordError
@@ -57,10 +66,7 @@ from zoo.paths import data_dir
 from zoo.records import Record, read_record
 
 CODE_PATHS = ("zoo", "tasks", "pyproject.toml")  # what makes the numbers; a change here makes older rows †
-OLDER = "†"
 FROM_GIT = "from git"  # regenerate's default: the code commit of this checkout
-COST_COLUMNS = ("seeds", "teacher", "student", "student params", "student MFLOPs", "onnx latency ms",
-                "teacher forward passes")
 
 
 def records_dir() -> Path:
@@ -419,87 +425,6 @@ def is_older(commit: str | None, code: str | None) -> bool:
 
 
 # --- rendering ------------------------------------------------------------------------------------------------
-
-
-def metric_names(rows: list[Row], metric: str) -> list[str]:
-    """Every metric some row reports, the headline first."""
-    names = sorted({k for row in rows for k in row.metrics} - {metric})
-    return [metric, *names]
-
-
-def _mflops(flops: int | None) -> str:
-    return f"{flops / 1e6:.3g}" if flops else ""
-
-
-def _number(value: float) -> str:
-    return f"{value:.4f}"
-
-
-def quoted(value: float) -> str:
-    """A paper's number with four decimals like the measured ones, or all of its own if it has more."""
-    return _number(value) if round(value, 4) == value else str(value)
-
-
-def metric_cell(row: Row, metric: str) -> str:
-    values = row.metrics.get(metric)
-    if not values:
-        return ""
-    if row.source == "paper":
-        return quoted(values[0])
-    mean, std = statistics.fmean(values), row.std(metric)
-    return _number(mean) if std is None else f"{_number(mean)} ± {_number(std)}"
-
-
-def commits_of(row: Row) -> list[str]:
-    return sorted({(r.git_commit or "unknown")[:7] for r in row.records})
-
-
-def from_cell(row: Row, older: bool) -> str:
-    if row.source == "paper":
-        return row.citation
-    return "runs at " + ", ".join(commits_of(row)) + (f" {OLDER}" if older else "")
-
-
-def cost_columns(rows: list[Row]) -> tuple[str, ...]:
-    """The cost columns of a board: teacher queries only where some row bought its teacher's answers."""
-    return COST_COLUMNS + (("teacher queries",) if any(row.queries is not None for row in rows) else ())
-
-
-def cost_cells(row: Row, thousands: str, columns: tuple[str, ...] = COST_COLUMNS) -> list[str]:
-    params = "" if row.params is None else format(row.params, thousands)
-    cells = ["" if row.source == "paper" else str(len(row.records)), row.teacher, row.student, params,
-             _mflops(row.flops), "" if row.latency_ms is None else f"{row.latency_ms:.3f}",
-             "" if row.passes is None else f"{row.passes:.0f}"]
-    if "teacher queries" in columns:
-        cells.append("" if row.queries is None else format(round(row.queries), thousands))
-    return cells
-
-
-def gain_cell(row: Row) -> str:
-    return "" if row.gain is None else f"{row.gain:+.4f}"
-
-
-def render_csv(rows: list[Row], metrics: list[str], gain_header: str, older: dict[int, bool]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["variant", "source", *(h for m in metrics for h in (m, f"{m} std")), gain_header,
-                     *cost_columns(rows), "settings", "commits", "older than code", "from"])
-    for i, row in enumerate(rows):
-        values = []
-        for m in metrics:
-            mean, std = row.mean(m), row.std(m)
-            if row.source == "paper":
-                values.append(quoted(row.metrics[m][0]) if m in row.metrics else "")
-            else:
-                values.append("" if mean is None else _number(mean))
-            values.append("" if std is None else _number(std))
-        ids = " ".join(sorted(f"record:{r.run_id}" for r in row.records))
-        writer.writerow([row.variant, row.source, *values, gain_cell(row), *cost_cells(row, "", cost_columns(rows)),
-                         row.settings,
-                         " ".join(commits_of(row)) if row.records else "",
-                         ("yes" if older[i] else "no") if row.records else "",
-                         ids if row.records else f"paper:{row.citation}"])
-    return out.getvalue()
 
 
 def notes(rows: list[Row]) -> list[str]:

@@ -36,7 +36,7 @@ class Cell:
 
 def write_site(boards: list, out: Path) -> list[Path]:
     """Write the whole site for ``boards`` (``zoo.leaderboard.Board``) into ``out``; returns its files."""
-    from zoo import leaderboard
+    from zoo.board_cells import render_csv
     from zoo.board_plots import plots_of
     from zoo.figures import figure_bytes
 
@@ -50,7 +50,7 @@ def write_site(boards: list, out: Path) -> list[Path]:
                 (tmp / f"{board.task}-{plot.name}.svg").write_bytes(figure_bytes(plot.figure, "svg"))
                 figures.append(plot)
             (tmp / f"{board.task}.csv").write_text(
-                leaderboard.render_csv(board.rows, board.metrics, board.gain_header, board.older), encoding="utf-8")
+                render_csv(board.rows, board.metrics, board.gain_header, board.older), encoding="utf-8")
             (tmp / f"{board.task}.html").write_text(task_page(board, figures), encoding="utf-8")
         (tmp / "index.html").write_text(index_page(boards), encoding="utf-8")
     return sorted(path for path in out.iterdir() if not path.name.startswith("."))
@@ -77,7 +77,7 @@ def table(headers: list[tuple[str, bool]], rows: list[tuple[str, list[Cell]]]) -
 
 
 def stamp(board) -> str:
-    from zoo.leaderboard import OLDER
+    from zoo.board_cells import OLDER
 
     if not board.code:
         return "Code commit unknown (not a git checkout)."
@@ -87,15 +87,15 @@ def stamp(board) -> str:
 
 
 def task_page(board, plots: list) -> str:
-    from zoo import leaderboard
+    from zoo import board_cells
 
-    columns = leaderboard.cost_columns(board.rows)
+    columns = board_cells.cost_columns(board.rows)
     headers = [("variant", False), ("source", False), *((m, True) for m in board.metrics), (board.gain_header, True),
                *((c, c not in ("teacher", "student")) for c in columns), ("from", False)]
     rows = [(row_class(board, row), [Cell(row.variant), Cell(row.source),
                                      *(metric_cell(row, m) for m in board.metrics),
-                                     Cell(leaderboard.gain_cell(row), row.gain, True),
-                                     *cost_cells(row, columns), Cell(leaderboard.from_cell(row, board.older[i]))])
+                                     Cell(board_cells.gain_cell(row), row.gain, True),
+                                     *cost_cells(row, columns), Cell(board_cells.from_cell(row, board.older[i]))])
             for i, row in enumerate(board.rows)]
     body = ['<nav><a href="index.html">All tasks</a></nav>', f"<h1>{html.escape(board.task)}</h1>",
             f'<p class="stamp">{stamp(board)}</p>',
@@ -161,13 +161,13 @@ def value_of(row, metric: str) -> float | None:
 
 
 def metric_cell(row, metric: str) -> Cell:
-    from zoo.leaderboard import metric_cell as text
+    from zoo.board_cells import metric_cell as text
 
     return Cell(text(row, metric), value_of(row, metric), True)
 
 
 def cost_cells(row, columns: tuple[str, ...]) -> list[Cell]:
-    from zoo.leaderboard import cost_cells as texts
+    from zoo.board_cells import cost_cells as texts
 
     numbers = {"seeds": len(row.records) if row.source != "paper" else None, "student params": row.params,
                "student MFLOPs": row.flops / 1e6 if row.flops else None, "onnx latency ms": row.latency_ms,
