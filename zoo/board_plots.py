@@ -90,7 +90,7 @@ def _panel(axes, points: list[Point], xlabel: str, metric: str) -> None:
         axes.set_xscale("log")
     axes.set(xlabel=xlabel, ylabel=metric)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right")
+    axes.legend(fontsize="small", loc="best")  # "best" keeps the legend off the points
 
 
 def cost_plot(board) -> list[Plot]:
