@@ -81,6 +81,7 @@ import numpy as np
 
 from zoo.data.conversations import conversation_text, read_qrecc
 from zoo.data.trec import Doc, iter_corpus, passage_text, read_qrels, write_corpus_jsonl, write_qrels
+from zoo.digests import sha256_file
 from zoo.errors import DataError
 from zoo.paths import zoo_home
 
@@ -364,20 +365,12 @@ def write_set(folder: Path, params: MiniParams) -> dict[str, Any]:
             "platform": sys.platform, "modules": sorted({e.module for e in entries}), "skipped_modules": skipped}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build(folder: Path, params: MiniParams) -> None:
     """Write the set into ``folder`` (a new, empty folder) with its manifest last."""
     folder.mkdir(parents=True)
     manifest = write_set(folder, params)
     files = sorted(p.name for p in folder.iterdir())
-    manifest["files"] = {name: _sha256(folder / name) for name in files}
+    manifest["files"] = {name: sha256_file(folder / name) for name in files}
     manifest["fingerprint"] = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()
     manifest["stats"] = measure(folder)
     (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -402,7 +395,7 @@ def verify(folder: Path) -> dict[str, Any]:
         raise DataError(f"conv_mini folder '{folder}' is partial or has extra files: "
                         f"expected {sorted(files)}, found {present}", hint)
     for name, digest in files.items():
-        if _sha256(folder / name) != digest:
+        if sha256_file(folder / name) != digest:
             raise DataError(f"conv_mini file '{folder / name}' does not match its sha256 in MANIFEST.json", hint)
     return manifest
 
