@@ -27,9 +27,10 @@ from typing import Any
 
 from zoo.registry import KINDS
 
-# Kinds of data that only feed stages of a staged run (ERNIE-Tiny's general distillation reads unlabelled text): no
+# Kinds of data that only feed stages of a staged run (ERNIE-Tiny's general distillation reads unlabelled text,
+# LLaVA-MoD's preference stage reads preference pairs): no
 # task is judged, exported or ranked on them, so they have no Kind; the stages evaluate on the task's own data.
-STAGE_ONLY_KINDS = ("unlabelled_text",)
+STAGE_ONLY_KINDS = ("unlabelled_text", "visual_preference")
 
 
 def _no_context(loaded_run: Any) -> dict[str, Any]:

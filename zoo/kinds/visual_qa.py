@@ -1,0 +1,27 @@
+"""visual_qa: an image and a question in (LLaVA's chat template, ``zoo.data.llava``), a short generated answer out.
+
+Judged by greedy decoding over a whole split (``zoo.metrics.visual_qa``): answer accuracy (the headline), accuracy
+on present-object questions, POPE's accuracy / F1 / yes-ratio, the hallucination rate on absent-object questions,
+tokens per second and the activated and total parameters; one model at a time (no ensembles of generators). Answers
+are generated, so teacher outputs are not cached; a teacher is trained alone with ``vlm_ce``. ``zoo export`` has no
+exporter for generative vision-language students yet: it says so in one line.
+
+Preference pairs (``visual_preference``) only feed stages of a staged run (``zoo.kinds.STAGE_ONLY_KINDS``).
+"""
+
+from zoo.errors import ConfigError
+from zoo.kinds import KINDS, Kind
+from zoo.metrics.visual_qa import evaluate_vqa
+
+
+def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
+             limit_batches: int | None = None, **context):
+    if len(models) != 1:
+        raise ConfigError(f"visual_qa evaluates one model at a time, got {len(models)}",
+                          "give the task one teacher arch")
+    return evaluate_vqa(models[0], datamodule.prompt_loader(split, limit_batches), datamodule.tokenizer,
+                        datamodule.max_new_tokens, device=device, prefix=split)
+
+
+KINDS.register("visual_qa")(Kind(
+    name="visual_qa", headline="acc", evaluate=evaluate, teacher_cache=False, alone_method="vlm_ce"))
