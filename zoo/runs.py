@@ -91,6 +91,10 @@ def load_run(run_dir: Path) -> LoadedRun:
     datamodule = DATASETS.get(cfg.data.name)(cfg.data)
     student = create(cfg.student.arch, datamodule.num_classes, datamodule.input_shape,
                      **student_arch_kwargs(cfg, datamodule))
+    if cfg.get("stages"):  # a staged run's transform stages changed the student's structure
+        from zoo.transforms import transformed_student
+
+        transformed_student(cfg, student)
     load_weights(student, run_dir / "student.safetensors")
     return LoadedRun(run_dir, cfg, record, datamodule, student.eval())
 

@@ -14,7 +14,15 @@ A task lists its stages under ``stages`` (a config group: ``stages=ernie_tiny``)
   null for a stage without one; a role's teacher is built (or trained once by its recipe) when a stage first needs
   it, on the task's data;
 - ``losses`` are the method's loss weights for the stage (``<method>.loss_names``); ``optim`` and ``method`` are
-  merged over the run's blocks for the stage only; ``epochs`` is its length.
+  merged over the run's blocks for the stage only (a ``method`` block may name another method for the stage, e.g.
+  LLaVA-MoD's preference stage after its mimic stages: ``method: {name: preference_distill}``); ``epochs`` is its
+  length.
+
+A stage may instead change the student: ``{name: upcycle, transform: {upcycle: {num_experts: 4, top_k: 2}}}`` applies
+a transform (``zoo.transforms``: LLaVA-MoD's upcycling of dense FFNs into experts) to the student as the earlier
+stages left it, seeded like a fit stage; it trains nothing and has no other key. A rebuild of the finished student
+(``zoo.runs.load_run``) applies the run's transforms in order (``zoo.transforms.transformed_student``) before its
+weights are read.
 
 Each stage is one Lightning fit with its own optimiser and schedule, seeded by (run seed, stage number), so a
 stage's result depends only on the state it starts from. The run folder keeps, per stage, ``stages/<k>-<name>/``:
@@ -38,9 +46,11 @@ from zoo.atomic import atomic_write_text
 from zoo.errors import CheckpointError, ConfigError, ZooError, did_you_mean
 from zoo.fitting import TrainResult, finish_run, fit_in_folder
 from zoo.runs import prepare_run_dir, quiet_lightning, resume_hint
+from zoo.transforms import TRANSFORMS, apply_transform, transform_functions
 from zoo.weights import save_weights, sha256_file
 
-STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method"}
+STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method", "transform"}
+TRANSFORM_KEYS = {"name", "transform"}
 TASK_DATA = "task"
 CURVE_WINDOW = 10  # steps per point of a stage's loss curve
 
@@ -104,6 +114,10 @@ def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str,
         if stage["name"] in seen:
             raise ConfigError(f"{where}: two stages are named '{stage['name']}'", "give each stage its own name")
         seen.add(stage["name"])
+        if "transform" in stage:
+            check_transform(stage, where)
+            stage.update(data=TASK_DATA, teacher=None)  # what the run prepares for every stage: nothing more
+            continue
         stage.setdefault("data", TASK_DATA)
         stage.setdefault("teacher", None)
         data = stage["data"]
@@ -114,15 +128,45 @@ def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str,
             raise ConfigError(f"{where}: unknown teacher role '{teacher}'",
                               did_you_mean(str(teacher), roles, "teacher roles (teacher.roles)"))
         losses = stage.get("losses") or {}
-        wrong = sorted(set(losses) - set(loss_names)) if loss_names else []  # none declared: any name
+        method, names = stage_method_name(cfg, stage), loss_names
+        if method != cfg.method.name:
+            from zoo.registry import METHODS
+
+            names = METHODS.get(method).loss_names
+        wrong = sorted(set(losses) - set(names)) if names else []  # none declared: any name
         if not losses or wrong:
             raise ConfigError(f"{where}: losses {losses} " + (f"name unknown loss(es) {', '.join(wrong)}" if wrong
                                                                  else "are empty"),
-                              f"{cfg.method.name}'s losses are {', '.join(loss_names)}")
+                              f"{method}'s losses are {', '.join(names)}")
         epochs = stage.get("epochs")
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise ConfigError(f"{where}: epochs={epochs!r}", "give each stage an integer number of epochs (>= 0)")
     return stages
+
+
+def check_transform(stage: dict[str, Any], where: str) -> None:
+    """A transform stage names one known transform with a mapping of its settings, and nothing else."""
+    extra = sorted(set(stage) - TRANSFORM_KEYS)
+    if extra:
+        raise ConfigError(f"{where}: a transform stage has no {', '.join(extra)}",
+                          "it changes the student and trains nothing: give it only name and transform")
+    transform = stage["transform"]
+    settings = next(iter(transform.values())) if isinstance(transform, dict) and len(transform) == 1 else None
+    if not isinstance(transform, dict) or len(transform) != 1 or not isinstance(settings or {}, dict):
+        raise ConfigError(f"{where}: transform={transform!r}", "give one {transform: {settings}}, e.g. "
+                                                               "{upcycle: {num_experts: 4, top_k: 2}}")
+    name = next(iter(transform))
+    if name not in TRANSFORMS:
+        raise ConfigError(f"{where}: unknown transform '{name}'", did_you_mean(name, list(TRANSFORMS), "transforms"))
+    try:
+        transform_functions(name)[1](settings or {})
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}", err.hint) from err
+
+
+def stage_method_name(cfg: DictConfig, stage: dict[str, Any]) -> str:
+    """The method a stage trains with: its own ``method.name``, else the run's."""
+    return str((stage.get("method") or {}).get("name", cfg.method.name))
 
 
 class StagedRun:
@@ -134,20 +178,31 @@ class StagedRun:
         self.cfg, self.say = cfg, say
         self.method_cls = METHODS.get(cfg.method.name)
         self.stages = check_stages(cfg, self.method_cls.loss_names)
+        self.fits = [stage for stage in self.stages if "transform" not in stage]
+        if not self.fits:
+            raise ConfigError("every stage is a transform: nothing trains the student", "add a stage with losses")
         self.task_data = DATASETS.get(cfg.data.name)(cfg.data, shuffle_seed=int(cfg.seed))
-        self.method_cls.check_kind(self.task_data.kind, cfg.method.name)
-        self.method_cls.check_run_shape(False, cfg.method.name)
+        for name in dict.fromkeys([cfg.method.name, *(stage_method_name(cfg, stage) for stage in self.fits)]):
+            METHODS.get(name).check_kind(self.task_data.kind, name)
+            METHODS.get(name).check_run_shape(False, name)
         self._data = {TASK_DATA: self.task_data}
         self._teachers: dict[str, tuple[list, list, dict]] = {}
-        self._memories: dict[tuple[str, str], Any] = {}
+        self._memories: dict[tuple[str, str, str], Any] = {}
 
-    def memory(self, stage: dict[str, Any]):
+    def method_of(self, stage: dict[str, Any]):
+        """The method class a fit stage trains with."""
+        from zoo.registry import METHODS
+
+        return METHODS.get(stage_method_name(self.cfg, stage))
+
+    def memory(self, stage: dict[str, Any], method_cfg: DictConfig):
         """What the method keeps of its teacher on one data set between stages (``<method>.stage_memory``; ERNIE-Tiny:
-        the teacher's view of each task sample), shared by the stages of that teacher and data; None if nothing."""
-        key = (str(stage["teacher"]), stage["data"])
+        the teacher's view of each task sample), shared by the stages of that method, teacher and data; None if
+        nothing."""
+        key = (str(method_cfg.name), str(stage["teacher"]), stage["data"])
         if key not in self._memories:
             has_teacher = stage["teacher"] is not None
-            self._memories[key] = self.method_cls.stage_memory(self.cfg.method, self.data(key[1])) if has_teacher \
+            self._memories[key] = self.method_of(stage).stage_memory(method_cfg, self.data(key[2])) if has_teacher \
                 else None
         return self._memories[key]
 
@@ -179,7 +234,7 @@ class StagedRun:
             role_cfg.teacher = with_defaults
             # Only the last stage's teacher is measured on the task: the record compares the student with it, and
             # an earlier role's may not classify at all (a pretrained encoder with an untrained head).
-            measure = role == self.stages[-1]["teacher"]
+            measure = role == self.fits[-1]["teacher"]
             teachers, infos, metrics = prepare_teachers(role_cfg, self.task_data, self.say, measure=measure)
             for info in infos:
                 info.role = role
@@ -197,9 +252,25 @@ def stage_config(cfg: DictConfig, stage: dict[str, Any], labelled: bool) -> Dict
     if not labelled:  # general text has no validation split: nothing to validate on
         stage_cfg.trainer.limit_val_batches = 0
     stage_cfg.optim = OmegaConf.merge(cfg.optim, stage.get("optim") or {})
-    stage_cfg.method = OmegaConf.merge(cfg.method, stage.get("method") or {})
+    own = stage.get("method") or {}
+    name = stage_method_name(cfg, stage)  # another method than the run's starts from its own config file's block
+    base = cfg.method if name == cfg.method.name else method_option(name)
+    stage_cfg.method = OmegaConf.merge(base, own)
+    OmegaConf.set_struct(stage_cfg.method, False)
     stage_cfg.method.losses = stage["losses"]
     return stage_cfg
+
+
+def method_option(name: str) -> DictConfig:
+    """The method block of ``tasks/method/<name>.yaml`` (with the blocks it builds on), or just the name."""
+    from zoo.paths import data_dir
+
+    path = data_dir("tasks") / "method" / f"{name}.yaml"
+    if not path.is_file():
+        return OmegaConf.create({"name": name})
+    raw = OmegaConf.load(path)
+    bases = [method_option(str(base)) for base in raw.pop("defaults", []) if str(base) != "_self_"]
+    return OmegaConf.merge(*bases, raw)
 
 
 def load_carried(module, state: dict[str, torch.Tensor]) -> None:
@@ -232,23 +303,29 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         folder = run_dir / "stages" / f"{k}-{stage['name']}"
         if (folder / "done.json").is_file():
             summary = read_done(folder)
+            if "transform" in stage:  # the student's structure as the stage left it; its weights come next
+                L.seed_everything(int(cfg.seed) * 1000 + k, verbose=False)
+                apply_transform(student, stage)
             carried, summaries = load_file(folder / "state.safetensors"), [*summaries, summary]
             say(f"stage {k}/{len(run.stages)} {stage['name']}: done earlier, kept")
             continue
-        data_name = stage["data"]
-        datamodule, (teachers, _, _) = run.data(data_name), run.teachers(stage["teacher"])
-        stage_cfg = stage_config(cfg, stage, labelled=data_name == TASK_DATA)
         L.seed_everything(int(cfg.seed) * 1000 + k, verbose=False)  # a stage depends on its start state alone
-        if module is not None:
-            module.close()
-        module = run.method_cls(student, teachers,
-                                MethodContext.of(run.task_data, stage_cfg.method, stage_cfg.optim, run.memory(stage)))
-        if carried is not None:
-            load_carried(module, carried)
-        say(f"stage {k}/{len(run.stages)} {stage['name']}: {stage['epochs']} epoch(s) on {data_name} data, "
-            f"teacher {stage['teacher']}, losses {stage['losses']}")
-        summary = fit_stage(stage_cfg, folder, module, datamodule, callbacks, stage)
-        carried, rank_zero = module.state_dict(), summary is not None
+        if "transform" in stage:
+            summary, carried = transform_stage(student, stage, carried, summaries)
+        else:
+            data_name = stage["data"]
+            datamodule, (teachers, _, _) = run.data(data_name), run.teachers(stage["teacher"])
+            stage_cfg = stage_config(cfg, stage, labelled=data_name == TASK_DATA)
+            if module is not None:
+                module.close()
+            module = run.method_of(stage)(student, teachers, MethodContext.of(
+                run.task_data, stage_cfg.method, stage_cfg.optim, run.memory(stage, stage_cfg.method)))
+            if carried is not None:
+                load_carried(module, carried)
+            say(f"stage {k}/{len(run.stages)} {stage['name']}: {stage['epochs']} epoch(s) on {data_name} data, "
+                f"teacher {stage['teacher']}, {stage_cfg.method.name} losses {stage['losses']}")
+            summary = fit_stage(stage_cfg, folder, module, datamodule, callbacks, stage)
+            carried, rank_zero = module.state_dict(), summary is not None
         if not rank_zero:  # another rank of a distributed run: it trains every stage, rank 0 keeps them
             continue
         folder.mkdir(parents=True, exist_ok=True)  # a smoke run (fast_dev_run) writes no checkpoint or log there
@@ -259,10 +336,11 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
         summaries.append(summary)
     if not rank_zero:
         return None
+    last = run.fits[-1]
     if module is None:  # every stage was done: a run killed while it evaluated
-        module = run.method_cls(student, run.teachers(run.stages[-1]["teacher"])[0],
-                                MethodContext.of(run.task_data, stage_config(cfg, run.stages[-1], True).method,
-                                                 cfg.optim))
+        last_cfg = stage_config(cfg, last, True)
+        module = run.method_of(last)(student, run.teachers(last["teacher"])[0],
+                                     MethodContext.of(run.task_data, last_cfg.method, cfg.optim))
         load_carried(module, carried)
     student = module.student
     save_weights(student, run_dir / "student.safetensors")
@@ -279,6 +357,25 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     world_size = summaries[-1].get("world_size", 1)  # the last stage's processes
     return finish_run(cfg, run_dir, student, run.task_data, module, infos, metrics, queries, wall, started,
                       world_size, say, stages=summaries)
+
+
+def transform_stage(student, stage: dict[str, Any], carried: dict | None, summaries: list[dict]
+                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A transform stage on ``student`` as the earlier stages left it (``carried``, when they were done in an
+    earlier process): its summary and the state handed on (the method modules carried as they were)."""
+    started = time.perf_counter()
+    if carried is not None:
+        prefix = "student."
+        student.load_state_dict({key[len(prefix):]: value for key, value in carried.items()
+                                 if key.startswith(prefix)})
+    apply_transform(student, stage)
+    handed_on = {**{key: value for key, value in (carried or {}).items() if not key.startswith("student.")},
+                 **{f"student.{key}": value for key, value in student.state_dict().items()}}
+    summary = {"name": stage["name"], "transform": stage["transform"], "data": None, "teacher": None, "losses": {},
+               "epochs": 0, "steps": 0, "wall_s": round(time.perf_counter() - started, 3),
+               "world_size": summaries[-1].get("world_size", 1) if summaries else 1,
+               "teacher_calls": {"forward_passes": 0, "samples": 0}, "curve": {}, "curve_window": CURVE_WINDOW}
+    return summary, handed_on
 
 
 def read_done(folder: Path) -> dict[str, Any]:
@@ -306,7 +403,9 @@ def fit_stage(stage_cfg: DictConfig, folder: Path, module, datamodule, callbacks
     if not trainer.is_global_zero:
         return None
     return {"name": stage["name"], "data": stage["data"], "teacher": stage["teacher"],
+            "method": OmegaConf.to_container(stage_cfg.method, resolve=True),  # e.g. which preference loss ran
             "losses": stage["losses"], "epochs": int(stage["epochs"]), "steps": int(trainer.global_step),
             "wall_s": round(log.seconds, 3), "world_size": trainer.world_size,
             "teacher_calls": dict(module.total_teacher_calls),  # summed over the ranks at the end of the fit
+            "trainable_params": sum(p.numel() for p in module.student.parameters() if p.requires_grad),
             "curve": log.points, "curve_window": log.window}
