@@ -16,10 +16,12 @@ Names (ARCHS):
   ``Qwen/Qwen2-*`` on the Hugging Face Hub (the projector is always new, as LLaVA's stage 0 starts it); random init
   otherwise. The 0.5B is LLaVA-MoD's released student, the 7B its teacher's LLM.
 - ``llava-tiny-h64`` and ``llava-tiny-h128``: the mini task's student (hidden 64, 2 layers, FFN 256) and teacher
-  (hidden 128, 4 layers, FFN 512), both on a tiny ViT (56 px, 28-px patches: one visual token of width 128 per cell
-  of a 2 x 2 scene, 2 blocks, features after the first) whose random weights are fixed by a seed, so that every
-  model sees the same frozen tower, as every LLaVA-MoD model sees the same CLIP; the vocabulary is the data's
-  tokenizer.
+  (hidden 128, 4 layers, FFN 512), both on a tiny ViT (56 px, 28-px patches: one visual token per cell of a 2 x 2
+  scene, 2 blocks, features after the first, read out through its pretraining heads: 15 numbers a token, see
+  ``zoo.archs.tiny_tower``), so that every model reads the same frozen tower, as every LLaVA-MoD model reads the same
+  CLIP. ``pretrained: true`` gives the tower the weights it is pretrained to once on
+  Fashion-MNIST cells (``zoo.archs.tiny_tower``; the decoders have no published weights and start random);
+  ``pretrained: false`` its init, fixed by a seed (tests). The vocabulary is the data's tokenizer.
 
 The vision tower is frozen and stays in eval mode; which other parts train is ``set_trainable`` (parts: projector,
 embed, attention, ffn, router, norm, head; ``lm`` = all the decoder's), set per stage by the methods. A decoder whose
@@ -36,8 +38,8 @@ from zoo.data.llava_format import IGNORE, IM_END, IMAGE_ID
 from zoo.errors import ConfigError
 from zoo.registry import ARCHS
 
-CLIP_L336 = {"timm": "vit_large_patch14_clip_336.openai", "kwargs": {}, "seed": None}
-TINY_TOWER = {"timm": "vit_tiny_patch16_224", "seed": 0,
+CLIP_L336 = {"timm": "vit_large_patch14_clip_336.openai", "kwargs": {}, "seed": None, "readout": None}
+TINY_TOWER = {"timm": "vit_tiny_patch16_224", "seed": 0, "readout": {"what": 11, "where": 4},
               "kwargs": {"img_size": 56, "patch_size": 28, "embed_dim": 128, "depth": 2, "num_heads": 2}}
 FEATURE_LAYER = -2  # LLaVA's mm_vision_select_layer: the output of the second-to-last block
 QWEN2 = {  # transformers Qwen2Config sizes of the published checkpoints; "hub" is where pretrained weights come from
@@ -51,9 +53,11 @@ QWEN2 = {  # transformers Qwen2Config sizes of the published checkpoints; "hub" 
                  "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
                  "tie_word_embeddings": False},
     "tiny-h64": {"hub": None, "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": None, "tie_word_embeddings": True},
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": None, "tie_word_embeddings": True,
+                 "initializer_range": 0.125},
     "tiny-h128": {"hub": None, "hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4,
-                  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": None, "tie_word_embeddings": True},
+                  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": None, "tie_word_embeddings": True,
+                  "initializer_range": 0.088},
 }
 QWEN2_COMMON = {"rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 32768}
 DEFAULT_TOKENIZER = "Qwen/Qwen2-0.5B"  # the Qwen2 vocabulary, shared by every Qwen2 size
@@ -63,23 +67,27 @@ LM_PARTS = ("embed", "attention", "ffn", "router", "norm", "head")
 
 class VisionTower(nn.Module):
     """A timm ViT cut after the block whose output LLaVA reads; patch tokens out, [B, N, C]. Frozen, always in eval
-    mode (``train()`` leaves it there)."""
+    mode (``train()`` leaves it there). With ``readout`` ({name: classes}) the tokens it hands on are the softmax
+    outputs of those linear heads over the features, concatenated (the tiny tower's: what each cell holds and which
+    cell it is); without, the features themselves (CLIP's)."""
 
-    def __init__(self, vit: nn.Module):
+    def __init__(self, vit: nn.Module, readout: dict[str, int] | None = None):
         super().__init__()
         keep = len(vit.blocks) + 1 + FEATURE_LAYER
         vit.blocks = vit.blocks[:keep]  # the blocks after it never run: not part of the model
         vit.norm = vit.fc_norm = vit.head_drop = vit.head = nn.Identity()  # timm ViT's parts after the blocks
-        self.vit = vit.eval().requires_grad_(False)
-        self.width = int(vit.embed_dim)
+        self.vit = vit
+        self.readout = nn.ModuleDict({name: nn.Linear(int(vit.embed_dim), n) for name, n in (readout or {}).items()})
+        self.eval().requires_grad_(False)
+        self.width = sum((readout or {}).values()) or int(vit.embed_dim)
         self.image_size = int(vit.patch_embed.img_size[0])
         self.tokens = int(vit.patch_embed.num_patches)
 
     def train(self, mode: bool = True) -> "VisionTower":
         return super().train(False)
 
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, N, C] patch features of the kept blocks (with gradients where the weights take them)."""
         if images.shape[-2:] != (self.image_size, self.image_size):
             raise ConfigError(f"images of {tuple(images.shape[-2:])} px for a vision tower of {self.image_size} px",
                               f"set the data block's image.size to {self.image_size}")
@@ -89,16 +97,31 @@ class VisionTower(nn.Module):
             x = block(x)
         return x[:, vit.num_prefix_tokens:]
 
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.features(images)
+        if not len(self.readout):
+            return features
+        return torch.cat([head(features).softmax(dim=-1) for head in self.readout.values()], dim=-1)
+
 
 def build_tower(spec: dict, pretrained: bool) -> VisionTower:
+    """A tower of ``spec``: published timm weights (CLIP) with ``pretrained``, or, for a seeded tiny tower, the
+    weights it is pretrained to once (``zoo.archs.tiny_tower``); else its seeded (or random) init."""
     import timm
 
-    seeded = torch.random.fork_rng() if spec["seed"] is not None else contextlib.nullcontext()
-    with seeded:
-        if spec["seed"] is not None:
-            torch.manual_seed(spec["seed"])  # the same frozen tower in every model that names it
-        vit = timm.create_model(spec["timm"], pretrained=pretrained, num_classes=0, **spec["kwargs"])
-    return VisionTower(vit)
+    seeded = spec["seed"] is not None
+    with torch.random.fork_rng() if seeded else contextlib.nullcontext():
+        if seeded:
+            torch.manual_seed(spec["seed"])  # the same tower in every model that names it
+        vit = timm.create_model(spec["timm"], pretrained=pretrained and not seeded, num_classes=0, **spec["kwargs"])
+        tower = VisionTower(vit, spec["readout"])
+    if pretrained and seeded:
+        from zoo.archs.tiny_tower import pretrained_weights
+        from zoo.weights import load_weights
+
+        load_weights(tower, pretrained_weights(spec, tower))
+    return tower
 
 
 @dataclass
@@ -281,11 +304,9 @@ def build_vlm(size: str, tower: dict, pretrained: bool, tokenizer: str | None) -
                           "use the Qwen2 tokenizer (data.tokenizer=Qwen/Qwen2-0.5B)")
     stop_id = vocabulary.convert_tokens_to_ids(IM_END)
     pad_id = vocabulary.pad_token_id if vocabulary.pad_token_id is not None else stop_id
-    if pretrained:
-        if hub is None:
-            raise ConfigError(f"llava-{size} has no pretrained weights", "set pretrained=false")
+    if pretrained and hub is not None:
         lm = from_hub(Qwen2ForCausalLM.from_pretrained, hub, f"{size} weights")
-    else:
+    else:  # a tiny decoder has no published weights: pretrained means its tower's only
         lm = Qwen2ForCausalLM(Qwen2Config(**sizes, **QWEN2_COMMON, pad_token_id=pad_id))
     return VisionLanguageModel(build_tower(tower, pretrained), lm, stop_id, pad_id).train()
 
