@@ -223,7 +223,8 @@ def test_the_tiny_tower_is_pretrained_once_and_a_damaged_file_is_trained_again(m
     again = build_tower(TINY_TOWER, pretrained=True)
     seeded = build_tower(TINY_TOWER, pretrained=False)
     weights = next((tiny_tower.zoo_home() / "towers").glob("*/tower.safetensors"))
-    assert len(calls) == 1 and json.loads((weights.parent / "meta.json").read_text())["key"]["pretraining"]["steps"] == 3
+    meta = json.loads((weights.parent / "meta.json").read_text())
+    assert len(calls) == 1 and meta["key"]["pretraining"]["steps"] == 3
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))
     assert not torch.equal(first.vit.patch_embed.proj.weight, seeded.vit.patch_embed.proj.weight)
     weights.write_bytes(b"damaged")
