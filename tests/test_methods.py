@@ -87,7 +87,10 @@ def smoke_kind(method: str) -> str | None:
 
 # Methods whose smallest end-to-end run needs more than a smoke task: where their own tests run it.
 OWN_SMOKE = {"ernie_tiny": "tests/test_ernie_tiny.py (staged runs of tiny BERTs on a small tweets file)",
-             "active_kd": "tests/test_active.py (active runs: its batches carry the teacher's answers)"}
+             "active_kd": "tests/test_active.py (active runs: its batches carry the teacher's answers)",
+             **dict.fromkeys(("mimic_kd", "preference_distill", "vlm_ce"),
+                             "tests/test_llava_mod.py (staged runs of tiny vision-language models; vlm_ce trains "
+                             "their teacher)")}
 
 
 def test_every_method_declares_known_kinds_and_has_an_end_to_end_test():
