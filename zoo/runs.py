@@ -63,6 +63,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*The number of training batches .* is smaller than the logging.*")
     # a stage on unlabelled text (zoo.staged) has no validation batches, on purpose
     warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
+    # a frozen part of a student (a vision-language model's tower, zoo.archs.vlm) stays in eval mode, on purpose
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

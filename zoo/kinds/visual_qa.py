@@ -2,7 +2,8 @@
 
 Judged by greedy decoding over a whole split (``zoo.metrics.visual_qa``): answer accuracy (the headline), accuracy
 on present-object questions, POPE's accuracy / F1 / yes-ratio, the hallucination rate on absent-object questions,
-tokens per second and the activated and total parameters; one model at a time (no ensembles of generators). Answers
+tokens per second and the activated and total parameters; one model at a time (no ensembles of generators); a
+split without a file (``data.test: null``) has no metrics. Answers
 are generated, so teacher outputs are not cached; a teacher is trained alone with ``vlm_ce``. ``zoo export`` has no
 exporter for generative vision-language students yet: it says so in one line.
 
@@ -16,6 +17,8 @@ from zoo.metrics.visual_qa import evaluate_vqa
 
 def evaluate(datamodule, models, split: str, device: str = "cpu", role: str = "student",
              limit_batches: int | None = None, **context):
+    if split not in datamodule.splits:  # no file for it (data.val / data.test null): nothing to measure
+        return {}
     if len(models) != 1:
         raise ConfigError(f"visual_qa evaluates one model at a time, got {len(models)}",
                           "give the task one teacher arch")
