@@ -188,6 +188,15 @@ def test_every_stage_of_the_mini_task_runs_and_trains_the_parts_the_spec_lists(t
     assert metrics["test/params_active"] == metrics["test/params_total"] - 2 * 3 * hidden * ffn  # 2 of 4 experts idle
     assert {"test/acc", "test/pope_f1", "test/hallucination", "test/gen_tokens_per_s"} <= set(metrics)
     assert evaluate_run(result.run_dir)["test/acc"] == metrics["test/acc"]  # the upcycled student rebuilds
+    # killed after the upcycle stage: a rerun keeps stages 1-3 (the upcycled structure rebuilt) and trains 4 and 5
+    (result.run_dir / "record.json").unlink()
+    for stage in ("4-sparse", "5-preference"):
+        (result.run_dir / "stages" / stage / "done.json").unlink()
+    resumed = train(compose("llava_mod_scene_vqa", TINY_SET + SMOKE + [
+        f"data.root={tmp_path / 'data'}", f"run.root={tmp_path / 'runs'}", f"run.id={result.run_dir.name}"]))
+    assert resumed.record.stages[:3] == result.record.stages[:3]  # kept, not redone
+    trainable = [stage.get("trainable_params") for stage in resumed.record.stages]
+    assert trainable == [stage.get("trainable_params") for stage in stages.values()]
 
 
 def test_the_paper_task_runs_a_step_of_every_stage_on_files_in_the_real_formats(scene_set, tmp_path):

@@ -29,9 +29,10 @@ Files (under ``<ZOO_HOME>/data/scene_vqa/<key>``, the key a hash of the paramete
   presence question, the class at an occupied cell and at an empty one (where there is one), a count and a position;
 * ``captions.json``: one caption per training scene ("a bag in the top left and a coat in the bottom right"), in the
   LLaVA-Pretrain layout (human: ``<image>`` and an instruction, gpt: the caption), for the adaptor stage;
-* ``preference.json``: one RLAIF-V pair per training scene, the correct answer chosen and a hallucinated one
-  rejected: "yes" to an absent class (half the pairs), an absent class named for an empty or an occupied cell (30 %),
-  one too many in a count (20 %);
+* ``preference.json``: one RLAIF-V pair per training scene, the correct answer chosen and a wrong one rejected:
+  "yes" to an absent class (35 % of the pairs), an absent class named for an empty or an occupied cell (20 %), one too
+  many in a count (10 %), all hallucinations; and "no" to a present class (35 %), so that the pairs do not teach
+  "no" alone;
 * ``tokenizer/``: a word-level tokenizer of every word the files use, with Qwen's chat tokens;
 * ``MANIFEST.json``: generator, version, parameters and the sha256 of every file, checked on every load.
 
@@ -120,10 +121,10 @@ class Scene:
         name = self.names[cls]
         return PLURAL.get(name, name + "s")
 
-    def absent(self, rng: np.random.Generator, negatives: str) -> int:
+    def absent(self, rng: np.random.Generator, absent_classes: str) -> int:
         """An absent class: one that looks like a present one where there is such (``similar``), else any."""
         absent = [c for c in range(len(self.names)) if c not in self.present]
-        if negatives == "similar":
+        if absent_classes == "similar":
             alike = [c for c in absent if any(c in g and p in g for g in self.groups for p in self.present)]
             absent = alike or absent
         return int(rng.choice(absent))
@@ -139,10 +140,10 @@ class Scene:
         there = cls in self.present
         return f"is there {self.a(cls)} in the image?", "yes" if there else "no", "no" if there else "yes"
 
-    def class_at(self, k: int, rng: np.random.Generator, negatives: str) -> tuple[str, str, str]:
+    def class_at(self, k: int, rng: np.random.Generator, absent_classes: str) -> tuple[str, str, str]:
         held = self.cells[k]
         answer = "nothing" if held is None else self.a(held)
-        return f"what is in the {POSITIONS[k]}?", answer, self.a(self.absent(rng, negatives))
+        return f"what is in the {POSITIONS[k]}?", answer, self.a(self.absent(rng, absent_classes))
 
     def count(self, cls: int | None) -> tuple[str, str, str]:
         if cls is None:
@@ -172,33 +173,37 @@ def draw_scene(rng: np.random.Generator, items: tuple[np.ndarray, np.ndarray], o
     return canvas, Scene(cells, NAMES[objects], LOOK_ALIKE[objects])
 
 
-def training_questions(scene: Scene, rng: np.random.Generator, negatives: str) -> list[tuple[str, str, Any]]:
+def training_questions(scene: Scene, rng: np.random.Generator, absent_classes: str) -> list[tuple[str, str, Any]]:
     present = int(rng.choice(scene.present))
-    questions = [scene.presence(present), scene.presence(scene.absent(rng, negatives)),
-                 scene.class_at(int(rng.integers(GRID * GRID)), rng, negatives),
+    questions = [scene.presence(present), scene.presence(scene.absent(rng, absent_classes)),
+                 scene.class_at(int(rng.integers(GRID * GRID)), rng, absent_classes),
                  scene.count(None if rng.random() < 0.5 else int(rng.choice(scene.present))),
                  scene.position(int(rng.choice(scene.present)))]
     return [questions[i] for i in rng.permutation(len(questions))]
 
 
-def evaluation_questions(scene: Scene, rng: np.random.Generator, negatives: str) -> list[tuple[str, str, Any]]:
+def evaluation_questions(scene: Scene, rng: np.random.Generator, absent_classes: str) -> list[tuple[str, str, Any]]:
     occupied = [k for k, c in enumerate(scene.cells) if c is not None]
     empty = [k for k, c in enumerate(scene.cells) if c is None]
     present = int(rng.choice(scene.present))
-    questions = [scene.presence(present), scene.presence(scene.absent(rng, negatives)),
-                 scene.class_at(int(rng.choice(occupied)), rng, negatives),
-                 scene.class_at(int(rng.choice(empty)), rng, negatives),
+    questions = [scene.presence(present), scene.presence(scene.absent(rng, absent_classes)),
+                 scene.class_at(int(rng.choice(occupied)), rng, absent_classes),
+                 scene.class_at(int(rng.choice(empty)), rng, absent_classes),
                  scene.count(None if rng.random() < 0.5 else present), scene.position(present)]
     return questions
 
 
-def preference_question(scene: Scene, rng: np.random.Generator, negatives: str) -> tuple[str, str, str]:
-    """One pair a scene: "yes" to an absent class (half of them), a named absent class or one too many."""
+def preference_question(scene: Scene, rng: np.random.Generator, absent_classes: str) -> tuple[str, str, str]:
+    """One pair a scene: "yes" to an absent class (35 %); "no" to a present one (35 %); an absent class named for a
+    cell (20 %); one too many in a count (10 %). The denials balance the false yeses: with pairs that only reject
+    "yes", preference distillation learned to answer "no" to everything (seed 0: POPE yes-ratio 0.09)."""
     kind = rng.random()
-    if kind < 0.5:
-        return scene.presence(scene.absent(rng, negatives))
-    if kind < 0.8:
-        return scene.class_at(int(rng.integers(GRID * GRID)), rng, negatives)
+    if kind < 0.35:
+        return scene.presence(scene.absent(rng, absent_classes))
+    if kind < 0.7:
+        return scene.presence(int(rng.choice(scene.present)))
+    if kind < 0.9:
+        return scene.class_at(int(rng.integers(GRID * GRID)), rng, absent_classes)
     return scene.count(int(rng.choice(scene.present)))
 
 
@@ -214,7 +219,7 @@ def write_set(folder: Path, params: dict[str, Any], objects_root: str | None) ->
     from PIL import Image
 
     items = load_items(params["objects"], objects_root)
-    negatives = params["absent_classes"]
+    absent_classes = params["absent_classes"]
     (folder / "images").mkdir(parents=True)
     records: dict[str, list] = {"train": [], "val": [], "test": [], "captions": [], "preference": []}
     for code, (split, n) in enumerate((("train", params["num_train"]), ("val", params["num_val"]),
@@ -226,7 +231,7 @@ def write_set(folder: Path, params: dict[str, Any], objects_root: str | None) ->
             Image.fromarray(image).save(folder / "images" / name, format="PNG")
             scene_id = f"{split}-{i}"
             if split == "train":
-                questions = training_questions(scene, rng, negatives)
+                questions = training_questions(scene, rng, absent_classes)
                 turns = []
                 for j, (question, answer, _) in enumerate(questions):
                     turns += [turn("human", f"{IMAGE_PLACEHOLDER}\n{question}" if j == 0 else question),
@@ -234,12 +239,12 @@ def write_set(folder: Path, params: dict[str, Any], objects_root: str | None) ->
                 records["train"].append({"id": scene_id, "image": name, "conversations": turns})
                 records["captions"].append({"id": scene_id, "image": name, "conversations": [
                     turn("human", f"{IMAGE_PLACEHOLDER}\n{CAPTION_ASK}"), turn("gpt", scene.caption())]})
-                question, chosen, rejected = preference_question(scene, rng, negatives)
+                question, chosen, rejected = preference_question(scene, rng, absent_classes)
                 prompt = turn("human", f"{IMAGE_PLACEHOLDER}\n{question}")
                 records["preference"].append({"id": scene_id, "image": name, "chosen": [prompt, turn("gpt", chosen)],
                                               "rejected": [prompt, turn("gpt", rejected)]})
             else:
-                for j, (question, answer, _) in enumerate(evaluation_questions(scene, rng, negatives)):
+                for j, (question, answer, _) in enumerate(evaluation_questions(scene, rng, absent_classes)):
                     records[split].append({"id": f"{scene_id}-{j}", "image": name, "conversations": [
                         turn("human", f"{IMAGE_PLACEHOLDER}\n{question}"), turn("gpt", answer)]})
     for name, content in records.items():
