@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.board_cells import value_of
+
 
 @dataclass
 class Plot:
@@ -51,16 +53,14 @@ def _points(board, cost: Callable[[Any], float | None]) -> list[Point]:
         x = cost(row)
         if x is None:
             continue
-        if row.source == "paper":
-            values = row.metrics.get(board.headline)
-            if values:
-                found.append(Point(x, values[0], 0.0, f"{row.variant} (paper)", "paper"))
+        value = value_of(row, board.headline)
+        if value is None:
             continue
-        mean = row.mean(board.headline)
-        if mean is None:
+        if row.source == "paper":
+            found.append(Point(x, value, 0.0, f"{row.variant} (paper)", "paper"))
             continue
         role = "teacher" if row.variant == "teacher" else "baseline" if row.arm == board.baseline else "variant"
-        found.append(Point(x, mean, row.std(board.headline) or 0.0, row.variant, role))
+        found.append(Point(x, value, row.std(board.headline) or 0.0, row.variant, role))
     return found
 
 
