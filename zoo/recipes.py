@@ -80,8 +80,9 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
             data_cfg.get("negatives", {}).pop("window", None)
     # A teacher's own training reads no teacher scores: how t+ is set in the distillation targets cannot change it.
     data_cfg.get("negatives", {}).pop("positive_score", None)
-    # How several run files are fused matters only with two or more, and skip is the rule from before the switch
-    # existed: either way the key stays as it was, so stored teachers stay valid.
+    # How several run files are fused matters only with two or more. skip was the default until floor replaced it
+    # and stays out of the key, so teachers stored under it are still found when skip is asked for; floor with two
+    # or more runs enters the key, so a teacher trained on skip-fused runs is never taken for a floor-fused one.
     if data_cfg.get("teacher_missing") == "skip" or len(data_cfg.get("teacher_runs", [])) < 2:
         data_cfg.pop("teacher_missing", None)
     # No ensemble position in the key: training depends on arch, recipe and data only, so a teacher

@@ -230,7 +230,7 @@ class ConvRetrievalDataModule(ZooDataModule):
         """The switches' values, when the data module is made rather than when the splits are first built."""
         checks = {"negatives.positive_score": (cfg.negatives.get("positive_score", "window"), ("window", "top")),
                   "teacher_fusion": (cfg.teacher_fusion, FUSION_RULES),
-                  "teacher_missing": (cfg.get("teacher_missing", "skip"), MISSING_RULES)}
+                  "teacher_missing": (cfg.get("teacher_missing", "floor"), MISSING_RULES)}
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ConfigError(f"data.{key} must be one of {', '.join(allowed)}, got {value!r}")
@@ -239,7 +239,7 @@ class ConvRetrievalDataModule(ZooDataModule):
         """The teacher runs as one (``teacher_fusion``, ``teacher_missing``), its query ids checked; None if none."""
         if not runs:
             return None
-        run = fuse_runs(runs, str(self.cfg.teacher_fusion), str(self.cfg.get("teacher_missing", "skip")))
+        run = fuse_runs(runs, str(self.cfg.teacher_fusion), str(self.cfg.get("teacher_missing", "floor")))
         train_qids = set(self.sets["train"].qids())
         foreign = [qid for qid in run if qid not in train_qids]
         if len(foreign) == len(run):
