@@ -72,6 +72,9 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
         recipe["data"].pop("length_buckets")
     if data_cfg.get("train_slice", 0) is None:
         data_cfg.pop("train_slice")  # no slice is the whole split, as before the switch existed
+    for key, default in (("train_judgements", "all"), ("passage_words", 0)):  # switches' defaults: the data as
+        if data_cfg.get(key, default) == default:                               # it was before they existed
+            data_cfg.pop(key, None)
     if data_cfg.get("labels") == "fine":
         data_cfg.pop("labels")  # the labels every stored weights file was trained on before the switch existed
     if "teacher_runs" in data_cfg:  # a run mined from the teacher itself comes after it: it cannot change it
