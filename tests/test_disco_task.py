@@ -191,8 +191,9 @@ def test_distillation_sampling_settings_keep_the_stored_teacher():
     assert key() != key("teacher.recipe.epochs=2") != key("data.negatives.count=4")
     with_run_files = ("data.teacher_runs=[run.trec]",)  # with run files the teacher trains on, the window stays in
     assert key(*with_run_files) != key(*with_run_files, "data.negatives.window=[3,50]")
-    # the default fusion rule for unlisted docs is the key from before the switch; another rule is other data
+    # the fusion rule for unlisted docs matters with two run files only; skip (the old default) keeps the old key
     assert "teacher_missing" not in key()["data_cfg"]
-    assert key(*with_run_files) == key(*with_run_files, "data.teacher_missing=floor")  # one file: nothing to fuse
+    assert key(*with_run_files) == key(*with_run_files, "data.teacher_missing=skip")  # one file: nothing to fuse
     two_files = ("data.teacher_runs=[a.trec,b.trec]",)
-    assert key(*two_files) != key(*two_files, "data.teacher_missing=floor")
+    assert key(*two_files)["data_cfg"]["teacher_missing"] == "floor"  # the default now
+    assert "teacher_missing" not in key(*two_files, "data.teacher_missing=skip")["data_cfg"]
