@@ -148,11 +148,13 @@ class AttentionTaps:
     """The attention probabilities [B, h, N, N] of chosen blocks (1-based) at the latest forward, in ``probs``."""
 
     def __init__(self, model: nn.Module, layers: list[int]):
+        from timm.models.vision_transformer import Attention
+
         self.probs: dict[int, torch.Tensor] = {}
         self._handles, self._fused = [], {}
         for n in layers:
             attention = model.blocks[n - 1].attn
-            if not (hasattr(attention, "fused_attn") and isinstance(getattr(attention, "attn_drop", None), nn.Module)):
+            if not isinstance(attention, Attention):  # its forward is the one whose attn_drop input is read
                 raise ConfigError(f"the attention of block {n} ({type(attention).__name__}) cannot be read",
                                   "use a ViT with timm's standard Attention (vit, vit.mini_p4, the timm ViT names)")
             self._fused[n], attention.fused_attn = attention.fused_attn, False
