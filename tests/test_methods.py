@@ -87,7 +87,9 @@ def smoke_kind(method: str) -> str | None:
 
 # Methods whose smallest end-to-end run needs more than a smoke task: where their own tests run it.
 OWN_SMOKE = {"ernie_tiny": "tests/test_ernie_tiny.py (staged runs of tiny BERTs on a small tweets file)",
-             "active_kd": "tests/test_active.py (active runs: its batches carry the teacher's answers)"}
+             "active_kd": "tests/test_active.py (active runs: its batches carry the teacher's answers)",
+             "hybrid_distill": "tests/test_hybrid_distill.py (staged runs of tiny ViTs: two teachers, then labels)",
+             "mae": "tests/test_hybrid_distill.py (the MIM teacher's recipe of those runs; tests/test_mae.py)"}
 
 
 def test_every_method_declares_known_kinds_and_has_an_end_to_end_test():

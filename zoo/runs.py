@@ -63,6 +63,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*The number of training batches .* is smaller than the logging.*")
     # a stage on unlabelled text (zoo.staged) has no validation batches, on purpose
     warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
+    # a label-free recipe (mae) has no validation step, and its recipe Trainer runs no validation anyway
+    warnings.filterwarnings("ignore", message=r".*You passed in a `val_dataloader` but have no `validation_step`.*")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
