@@ -263,3 +263,29 @@ def test_hybrid_on_fashion_mnist_against_its_ablations(runs, tmp_path):
              <= max(arms["hybrid"]["std"], arms["hybrid_drop"]["std"]))
     if not claim:
         pytest.xfail("claim fails: " + ", ".join(f"{name} {arm['mean']:.4f}" for name, arm in arms.items()))
+
+
+def test_the_board_draws_each_variants_student_after_distillation_and_each_teacher_once(tmp_path):
+    """Rows as the leaderboard gives them: the lowest seed's first measured stage, means over heads by block."""
+    from types import SimpleNamespace
+
+    from zoo.attention_distance import board_statistics, write_board_png
+
+    def record(seed, student, teacher):
+        distil = {"name": "distil", "diagnostics": {"attention_distance": {"student": student,
+                                                                           "mim_teacher": teacher},
+                                                    "attention_entropy": {"student": [[1.0, 0.5]]}}}
+        return SimpleNamespace(seed=seed, stages=[distil, {"name": "finetune"}])
+
+    rows = [SimpleNamespace(source="measured", variant="hybrid", records=[record(1, [[9.0, 9.0]], [[1.0, 1.0]]),
+                                                                           record(0, [[2.0, 4.0], [6.0, 8.0]],
+                                                                                  [[1.0, 3.0], [5.0, 5.0]])]),
+            SimpleNamespace(source="measured", variant="teacher", records=[record(0, [[7.0]], [[7.0]])]),
+            SimpleNamespace(source="paper", variant="hybrid (paper)", records=[])]
+    found = board_statistics(rows)
+    assert found == {"attention_distance": {"hybrid": [3.0, 7.0], "teacher mim": [2.0, 5.0]},
+                     "attention_entropy": {"hybrid": [0.75]}}
+    assert write_board_png(rows, "hybrid_fashion_mnist", tmp_path / "a.png")
+    assert write_board_png(rows, "hybrid_fashion_mnist", tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert not write_board_png(rows[2:], "hybrid_fashion_mnist", tmp_path / "c.png")

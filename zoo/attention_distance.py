@@ -110,3 +110,57 @@ def write_png(record, path: Path) -> bool:
     title = f"{record.task}: mean attention distance per block and head ({record.method}, seed {record.seed})"
     atomic_write_bytes(Path(path), figure_bytes(figure(distances, title), "png"))
     return True
+
+
+BOARD_MEASURES = (("attention_distance", "mean attention distance (px)"),
+                  ("attention_entropy", "normalised attention entropy"))
+
+
+def board_statistics(rows) -> dict[str, dict[str, list[float]]]:
+    """For a leaderboard: per measure, the mean over heads by block of each measured row's student (its lowest
+    seed's run, at the first stage that measured it: after distillation, before fine-tuning) and, once, of each
+    teacher, named ``teacher <role>``; {} when no row has any."""
+    found: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        if row.source != "measured" or row.variant == "teacher" or not row.records:
+            continue
+        record = min(row.records, key=lambda r: r.seed)
+        stage = next((s for s in record.stages if (s.get("diagnostics") or {}).get("attention_distance")), None)
+        if stage is None:
+            continue
+        for measure, _ in BOARD_MEASURES:
+            for model, layers in (stage["diagnostics"].get(measure) or {}).items():
+                name = row.variant if model == "student" else f"teacher {model.removesuffix('_teacher')}"
+                found.setdefault(measure, {}).setdefault(name, [sum(heads) / len(heads) for heads in layers])
+    return found
+
+
+def board_figure(statistics: dict[str, dict[str, list[float]]], task: str):
+    """One panel per measure, a line per model over the blocks (teachers dashed)."""
+    from zoo.figures import pyplot
+
+    measures = [(key, label) for key, label in BOARD_MEASURES if key in statistics]
+    fig, axes = pyplot().subplots(1, len(measures), figsize=(5.2 * len(measures), 3.6), dpi=100, squeeze=False)
+    for ax, (key, label) in zip(axes[0], measures, strict=True):
+        for name, values in sorted(statistics[key].items()):
+            blocks = list(range(1, len(values) + 1))
+            ax.plot(blocks, values, marker="o", linewidth=1.2, label=name,
+                    linestyle="--" if name.startswith("teacher ") else "-")
+        ax.set(xlabel="block", ylabel=label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{task}: attention per block, mean over heads (seed 0 of each variant, after distillation)")
+    fig.tight_layout()
+    return fig
+
+
+def write_board_png(rows, task: str, path: Path) -> bool:
+    """The board's attention statistics as a PNG beside it; False (nothing written) when its rows have none."""
+    from zoo.figures import figure_bytes
+
+    statistics = board_statistics(rows)
+    if not statistics:
+        return False
+    atomic_write_bytes(Path(path), figure_bytes(board_figure(statistics, task), "png"))
+    return True

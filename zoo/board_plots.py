@@ -127,7 +127,19 @@ def curves_plot(board) -> list[Plot]:
                  "answered wrongly (measured with the true labels).", curves.figure(found, board.headline, board.task))]
 
 
-PLOTS: list[Callable[[Any], list[Plot]]] = [cost_plot, curves_plot]
+def attention_plot(board) -> list[Plot]:
+    from zoo import attention_distance
+
+    found = attention_distance.board_statistics(board.rows)
+    if not found:
+        return []
+    return [Plot("attention", "attention per block",
+                 "Mean attention distance and normalised entropy of each block, mean over heads, on the same "
+                 "validation images: each variant's student after distillation (seed 0) and the teachers (dashed).",
+                 attention_distance.board_figure(found, board.task))]
+
+
+PLOTS: list[Callable[[Any], list[Plot]]] = [cost_plot, curves_plot, attention_plot]
 
 
 def plots_of(board) -> list[Plot]:

@@ -541,9 +541,11 @@ def load_records() -> dict[str, list[Record]]:
 
 def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list[Path]:
     """Write <task>.md and <task>.csv for every task with records or paper rows, <task>.png for an active task's
-    curves (``zoo.curves``), and the static site under site/ (``zoo.site``); returns the paths. ``code`` is the
+    curves (``zoo.curves``), <task>_attention.png for ViT students' attention (``zoo.attention_distance``), and the
+    static site under site/ (``zoo.site``); returns the paths. ``code`` is the
     code commit older rows are marked against: by default the checkout's (``code_commit``); a test gives the one a
     committed board states, to regenerate it as it was."""
+    from zoo.attention_distance import write_board_png
     from zoo.config import task_names
     from zoo.site import write_site
 
@@ -561,4 +563,6 @@ def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list
             written.append(out_dir / f"{task}{suffix}")
         if write_png(curves_of(board.rows, board.headline), board.headline, task, out_dir / f"{task}.png"):
             written.append(out_dir / f"{task}.png")  # an active task's curves, as a picture too
+        if write_board_png(board.rows, task, out_dir / f"{task}_attention.png"):
+            written.append(out_dir / f"{task}_attention.png")  # ViT students' attention (zoo.attention_distance)
     return written + write_site(boards, out_dir / "site")
