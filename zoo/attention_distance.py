@@ -140,7 +140,8 @@ def board_figure(statistics: dict[str, dict[str, list[float]]], task: str):
     from zoo.figures import pyplot
 
     measures = [(key, label) for key, label in BOARD_MEASURES if key in statistics]
-    fig, axes = pyplot().subplots(1, len(measures), figsize=(5.2 * len(measures), 3.6), dpi=100, squeeze=False)
+    fig, axes = pyplot().subplots(1, len(measures), figsize=(5.2 * len(measures) + 1.8, 3.6), dpi=100,
+                                  squeeze=False)
     for ax, (key, label) in zip(axes[0], measures, strict=True):
         for name, values in sorted(statistics[key].items()):
             blocks = list(range(1, len(values) + 1))
@@ -149,9 +150,10 @@ def board_figure(statistics: dict[str, dict[str, list[float]]], task: str):
         ax.set(xlabel="block", ylabel=label)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")  # beside the panels, never over a line
     fig.suptitle(f"{task}: attention per block, mean over heads (seed 0 of each variant, after distillation)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.8 / fig.get_figwidth(), 1))
     return fig
 
 
