@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import fake_fashion_mnist
+from tests.helpers import fake_fashion_mnist, photo_folder
 from zoo.archs import create
 from zoo.config import compose
 from zoo.errors import ConfigError
@@ -193,26 +193,12 @@ def test_a_bad_stage_is_one_line(override, message):
         check_stages(compose("hybrid_fashion_mnist", [override]), ("relation", "feature", "hard"))
 
 
-def _photo_folder(root):
-    """A 3-class ImageFolder of real photos (skimage), 4 train and 2 val images per class."""
-    from PIL import Image
-    from skimage import data as photos
-
-    for c, name in enumerate(("astronaut", "coffee", "chelsea")):
-        image = Image.fromarray(getattr(photos, name)())
-        for split, count in (("train", 4), ("val", 2)):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                image.crop((i * 7, c * 5, 200 + i * 7, 200 + c * 5)).save(folder / f"{i}.png")
-
-
 def test_the_paper_task_composes_and_runs_every_stage_with_tiny_vits_on_an_imagefolder(tmp_path, runs):
     """hybrid_imagenet's own recipe and data path, with tiny random ViTs in place of ViT-B, MAE ViT-B and DeiT-B."""
     from zoo.train import train
     from zoo.weights import save_weights
 
-    _photo_folder(tmp_path / "imagenet")
+    photo_folder(tmp_path / "imagenet")
     files = {}
     for role in ("mim", "discriminative"):
         files[role] = tmp_path / f"{role}.safetensors"
