@@ -89,3 +89,17 @@ def same_weights(a: Path, b: Path) -> bool:
 
     left, right = read_state_dict(a), read_state_dict(b)
     return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+def photo_folder(root):
+    """A 3-class ImageFolder of real photos (skimage), 4 train and 2 val images per class."""
+    from PIL import Image
+    from skimage import data as photos
+
+    for c, name in enumerate(("astronaut", "coffee", "chelsea")):
+        image = Image.fromarray(getattr(photos, name)())
+        for split, count in (("train", 4), ("val", 2)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):  # different crops of the photo, so the images differ
+                image.crop((i * 7, c * 5, 200 + i * 7, 200 + c * 5)).save(folder / f"{i}.png")

@@ -13,7 +13,7 @@ from zoo.config import compose
 from zoo.data import conv_mini
 from zoo.data.conversations import read_qrecc
 from zoo.data.trec import iter_corpus, read_qrels
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
 from zoo.registry import DATASETS
 
 PARAMS = conv_mini.MiniParams()
@@ -127,3 +127,39 @@ def test_data_module_yields_string_batches_without_dev_leak(built):
         example = val[i]
         assert example["qid"] not in train_qids and dm.qrels("val")[example["qid"]][example["positive_id"]] >= 1
     assert dm.queries("val", "rewrite").keys() == dm.qrels("val").keys()
+
+
+def test_whole_documents_keep_the_folder_key_of_sets_built_before_passages_existed():
+    assert PARAMS.passage_words == 0 and PARAMS.key().endswith("-ff2a21b038")
+
+
+def test_passages_are_near_equal_consecutive_cuts_under_the_document_title():
+    doc = conv_mini.Doc("py:m.f", " ".join(f"w{i}" for i in range(65)), "m.f")
+    cut = conv_mini.passages(doc, 30)
+    assert [p.id for p in cut] == ["py:m.f#1", "py:m.f#2", "py:m.f#3"] and {p.title for p in cut} == {"m.f"}
+    assert [len(p.text.split()) for p in cut] == [22, 21, 22] and " ".join(p.text for p in cut) == doc.text
+    assert conv_mini.passages(conv_mini.Doc("py:m.g", "short text", "m.g"), 30)[0].id == "py:m.g#1"
+
+
+def test_judgements_of_a_turn_over_passages_and_over_whole_documents():
+    target = conv_mini.Entry("random", "choice", "function", conv_mini.Doc("py:random.choice", "a b c", "t"), "a")
+    pieces = {"py:random.choice": [conv_mini.Doc("py:random.choice#1", "a"), conv_mini.Doc("py:random.choice#2", "b")],
+              "py:secrets.choice": [conv_mini.Doc("py:secrets.choice#1", "a b c")]}
+    duplicates = ["py:random.choice", "py:secrets.choice"]
+    assert conv_mini.judgements(target, duplicates, {}) == {"py:random.choice": 2, "py:secrets.choice": 1}
+    assert conv_mini.judgements(target, duplicates, pieces) == {"py:random.choice#1": 2, "py:random.choice#2": 1,
+                                                                 "py:secrets.choice#1": 1}
+
+
+def test_sparse_variant_keeps_one_judged_passage_per_train_turn_and_counts_the_rest(built):
+    cfg = OmegaConf.merge(compose("kd_digits", ["data=disco_mini_sparse"]).data, {"root": str(built.parent)})
+    dm = DATASETS.get("disco_mini")(cfg, shuffle_seed=0)
+    assert all(list(grades.values()) == [2] for grades in dm.qrels("train").values())
+    complete = read_qrels(Path(dm.sources.splits["train"].qrels))
+    for qid, hidden in dm.unjudged.items():
+        assert hidden == {doc for doc, rel in complete[qid].items() if rel == 1}
+    assert any(rel == 1 for grades in dm.qrels("test").values() for rel in grades.values())  # test stays complete
+    measured = dm.unjudged_relevant()
+    assert measured["turns_with_unjudged_relevant"] == len(dm.unjudged) > 0.3 * measured["train_turns"]
+    with pytest.raises(ConfigError, match="train_judgements must be one of all, top, got 'one'"):
+        DATASETS.get("disco_mini")(OmegaConf.merge(cfg, {"train_judgements": "one"}), shuffle_seed=0)

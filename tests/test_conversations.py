@@ -188,6 +188,25 @@ def test_positive_score_top_never_ranks_the_positive_below_a_candidate(topiocqa_
         topiocqa_module(topiocqa_files, teacher_runs=run, negatives={"positive_score": "best"})
 
 
+def test_two_teacher_runs_are_fused_with_the_floor_rule_by_default(topiocqa_files):
+    """Run a scores on a large scale and lists every doc; run b is small-scale and lists docs 10 and 13 only, so
+    b's floor (its lowest listed score) is 1.0. Row 1's positive is doc 12, inside the window [0, 8)."""
+    small = {str(row): {"10": 2.0, "13": 1.0} for row in range(3)}
+    write_json(topiocqa_files / "small.json", small)
+    runs = [str(topiocqa_files / "run.json"), str(topiocqa_files / "small.json")]
+    window = {"count": 7, "window": [0, 8]}
+    default = topiocqa_module(topiocqa_files, teacher_runs=runs, negatives=window).splits["train"][(0, 1)]
+    by_doc = dict(zip(default["negative_ids"], default["teacher_scores"][1:], strict=True))
+    # mean over both teachers, b contributing its floor 1.0 where it did not list the doc: (a + b) / 2
+    assert default["teacher_scores"][0] == (88.0 + 1.0) / 2
+    assert by_doc["10"] == (90.0 + 2.0) / 2 and by_doc["11"] == (89.0 + 1.0) / 2 and by_doc["13"] == (87.0 + 1.0) / 2
+    skip = topiocqa_module(topiocqa_files, teacher_runs=runs, negatives=window,
+                           teacher_missing="skip").splits["train"][(0, 1)]
+    by_doc = dict(zip(skip["negative_ids"], skip["teacher_scores"][1:], strict=True))
+    assert skip["teacher_scores"][0] == 88.0 and by_doc["11"] == 89.0  # a's scale alone
+    assert "10" not in by_doc  # the doc both teachers ranked first (46.0) falls below a's stragglers, out of the window
+
+
 def test_sampling_is_seeded_by_epoch_and_index(topiocqa_files):
     kwargs = {"teacher_runs": [str(topiocqa_files / "run.json")], "negatives": {"count": 3, "window": [0, 40]}}
     a, b = topiocqa_module(topiocqa_files, **kwargs), topiocqa_module(topiocqa_files, **kwargs)

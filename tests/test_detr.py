@@ -143,6 +143,34 @@ def test_separate_gt_decoding_equals_one_masked_decoder_call(models, batch, key)
     assert not torch.allclose(unmasked[:, :, :num_queries], out.layer_logits, atol=1e-4)
 
 
+@pytest.mark.parametrize("center", [False, True, None])
+def test_single_stage_deformable_decodes_the_4d_gt_box(models, batch, center):
+    """center_reference False: the GT box itself is the first layer's reference on single-stage Deformable DETR
+    (None, the model's own 2-d kind there, and True pass its centre). A fresh model's first box head outputs the
+    constant delta (0, 0, -2, -2) (its last layer is zero-initialised), so its boxes show what reference it got."""
+    model, (inputs, pixel_mask, targets) = models["deformable"], batch
+    assert not model.hf.config.two_stage
+    _, queries = gt_queries(model, targets)
+    queries.center_reference = center
+    record = []
+    handle = model.hf.model.decoder.register_forward_hook(
+        lambda module, args, kwargs, output: record.append(kwargs["reference_points"]), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            out = model(inputs, pixel_mask, gt_queries=queries)
+    finally:
+        handle.remove()
+    first = out.gt_boxes[0][queries.valid]
+    gt = queries.reference[queries.valid]
+    torch.testing.assert_close(first[:, :2], gt[:, :2])  # the centre is the reference's either way
+    if center is False:
+        assert record[1] is queries.reference  # the second decoder call: the GT group, 4-d
+        torch.testing.assert_close(first[:, 2:], torch.sigmoid(inverse_sigmoid(gt[:, 2:]) - 2))
+    else:
+        assert record[1].shape[-1] == 2
+        torch.testing.assert_close(first[:, 2:], torch.full_like(first[:, 2:], torch.sigmoid(torch.tensor(-2.0))))
+
+
 def test_decoder_attention_mask_pattern():
     valid = torch.tensor([[True, True], [True, False]])  # 2 images with 2 and 1 GT objects; 2 normal queries
     allowed = decoder_attention_mask(2, valid)[:, 0] == 0
@@ -257,6 +285,9 @@ def test_location_weights_padding_overlap_and_gaussian():
     # ignore regions are neither foreground nor background
     w = cl.location_weights([torch.zeros(0, 4)], **grid(), ignore_boxes=[torch.tensor([[0.125, 0.125, 0.1, 0.1]])])
     assert w.view(4, 4)[0, 0] == 0 and math.isclose(w.sum().item(), 1.0, rel_tol=1e-6)
+    # uniform (memory distillation without GT weighting): 1 on every real token, boxes and ignore regions or not
+    w = cl.location_weights(boxes, **grid(0.75), mode="uniform", ignore_boxes=[torch.tensor([[0.1, 0.1, 0.1, 0.1]])])
+    assert torch.equal(w, grid(0.75)["memory_mask"].float())
 
 
 def test_memory_loss_by_hand_and_padding_excluded():
@@ -298,6 +329,36 @@ def test_box_kd_by_hand():
     l1, giou = cl.box_kd_loss(student, teacher, torch.tensor([[True, False]]))
     assert math.isclose(l1.item(), 0.2, rel_tol=1e-6)  # only the width differs, by 0.2
     assert giou.item() == pytest.approx(0.5, rel=1e-5)  # IoU 0.04/0.08, enclosing box = union
+
+
+def test_layer_pairs_follow_the_stated_map():
+    # proportional: student layer i meets teacher layer round_half_up((i + 1) L_T / L_S) - 1
+    assert cl.layer_pairs(2, 3) == [(0, 1), (1, 2)]  # kitti_mini: student 2, teacher 3 decoder layers
+    assert cl.layer_pairs(3, 6) == [(0, 1), (1, 3), (2, 5)]
+    assert cl.layer_pairs(3, 2) == [(0, 0), (1, 0), (2, 1)]  # a deeper student: teacher layers reused
+    assert cl.layer_pairs(1, 3) == [(0, 2)] and cl.layer_pairs(4, 4) == [(i, i) for i in range(4)]
+    assert cl.layer_pairs(6, 4) == [(0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (5, 3)]  # 1.5 and 2.5 round up
+    for s_layers in range(1, 7):
+        for t_layers in range(1, 7):
+            pairs = cl.layer_pairs(s_layers, t_layers)
+            assert [s for s, _ in pairs] == list(range(s_layers)) and pairs[-1] == (s_layers - 1, t_layers - 1)
+            assert all(0 <= t < t_layers for _, t in pairs) and [t for _, t in pairs] == sorted(t for _, t in pairs)
+    # the earlier reading: the last min(L_S, L_T) layers of each ("all" is its old name), and the last only
+    assert cl.layer_pairs(3, 6, "tail") == cl.layer_pairs(3, 6, "all") == [(0, 3), (1, 4), (2, 5)]
+    assert cl.layer_pairs(3, 2, "tail") == [(1, 0), (2, 1)] and cl.layer_pairs(3, 6, "last") == [(2, 5)]
+    with pytest.raises(ValueError, match="proportional"):
+        cl.layer_pairs(2, 3, "first")
+
+
+def test_consistent_logit_kd_sums_over_the_paired_layers():
+    valid = torch.tensor([[True, False]])
+    student = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2)  # layer i: logits i
+    teacher = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 1, 2, 2) - 2  # layer t: logits t - 2
+    boxes_s, boxes_t = torch.full((3, 1, 2, 4), 0.5), torch.full((6, 1, 2, 4), 0.5)
+    for layers, pairs in (("proportional", [(0, 1), (1, 3), (2, 5)]), ("tail", [(0, 3), (1, 4), (2, 5)])):
+        got = cl.consistent_logit_kd(student, boxes_s, teacher, boxes_t, valid, layers=layers)["kd_cls"]
+        expected = sum(cl.sigmoid_kd_loss(student[s], teacher[t], valid) for s, t in pairs)
+        torch.testing.assert_close(got, expected)
 
 
 def test_hungarian_kd_distils_the_pairs_matched_to_each_gt():

@@ -102,6 +102,20 @@ def fake_record(run_id: str, method: dict, acc: float, seed: int = 0, commit: st
                   git_commit=commit)
 
 
+def test_a_later_row_of_an_arm_is_labelled_by_the_commit_its_runs_were_made_at():
+    """Records of kd at other settings made at one commit (as before a fix) are named after that commit; a group
+    spanning two commits, or one clashing with a label already given, falls back to a count."""
+    kd = {"name": "kd", "alpha": 0.9, "temperature": 4.0}
+    old = {"name": "kd", "alpha": 0.5, "temperature": 2.0}
+    older = {"name": "kd", "alpha": 0.3, "temperature": 2.0}
+    records = [fake_record("r1", kd, 0.93, commit="c" * 40), fake_record("r2", old, 0.90, commit="5571dc7" + "0" * 33),
+               fake_record("r3", old, 0.91, seed=1, commit="5571dc7" + "0" * 33),
+               fake_record("r4", older, 0.89, commit="a" * 40), fake_record("r5", older, 0.88, seed=1, commit="b" * 40)]
+    rows = [row.variant for row in leaderboard.variants("kd_digits", records)]
+    assert rows == ["kd", "kd#2", "kd@5571dc7"]  # groups in order of their settings: alpha 0.3, then 0.5
+    assert leaderboard.later_label("kd", 2, records[1:2], {"kd", "kd@5571dc7"}) == "kd#2"
+
+
 def test_a_board_names_rows_by_arm_puts_the_headline_first_and_lists_settings_once():
     """kd_digits' arms are ce and kd (alpha 0.9, T 4): runs of kd at other settings match no arm and are named
     after their method, made unique; numbers by hand."""

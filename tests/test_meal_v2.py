@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from tests.helpers import has_fashion_mnist
+from tests.helpers import has_fashion_mnist, photo_folder
 from zoo.methods.base import MethodContext
 from zoo.methods.meal_v2 import discriminator_loss, discriminator_widths, make_discriminator, soft_cross_entropy
 from zoo.registry import METHODS
@@ -142,20 +142,6 @@ def test_mealv2_fashion_mnist_fast_dev_run(runs, tmp_path, zoo_home):
     assert len(inits) == 1  # the CE-trained starting point, stored for the other arms and seeds
 
 
-def _photo_folder(root):
-    """A 3-class ImageFolder of real photos (skimage), 4 train and 2 val images per class."""
-    from PIL import Image
-    from skimage import data as photos
-
-    for c, name in enumerate(("astronaut", "coffee", "chelsea")):
-        image = Image.fromarray(getattr(photos, name)())
-        for split, count in (("train", 4), ("val", 2)):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):  # different crops of the photo, so the images differ
-                image.crop((i * 7, c * 5, 200 + i * 7, 200 + c * 5)).save(folder / f"{i}.png")
-
-
 @pytest.mark.parametrize("store", [False, True], ids=["online_teachers", "soft_label_store"])
 def test_mealv2_imagenet_recipe_fast_dev_run_with_tiny_stand_ins(runs, tmp_path, store):
     """The ImageNet task's own recipe and data path, with tiny random resnet18s for the paper's big nets."""
@@ -164,7 +150,7 @@ def test_mealv2_imagenet_recipe_fast_dev_run_with_tiny_stand_ins(runs, tmp_path,
     from zoo.train import train
     from zoo.weights import save_weights
 
-    _photo_folder(tmp_path / "imagenet")
+    photo_folder(tmp_path / "imagenet")
     files = [tmp_path / f"t{i}.safetensors" for i in range(2)]
     for i, path in enumerate(files):
         torch.manual_seed(i)

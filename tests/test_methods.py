@@ -90,7 +90,9 @@ OWN_SMOKE = {"ernie_tiny": "tests/test_ernie_tiny.py (staged runs of tiny BERTs 
              "active_kd": "tests/test_active.py (active runs: its batches carry the teacher's answers)",
              **dict.fromkeys(("mimic_kd", "preference_distill", "vlm_ce"),
                              "tests/test_llava_mod.py (staged runs of tiny vision-language models; vlm_ce trains "
-                             "their teacher)")}
+                             "their teacher)"),
+             "hybrid_distill": "tests/test_hybrid_distill.py (staged runs of tiny ViTs: two teachers, then labels)",
+             "mae": "tests/test_hybrid_distill.py (the MIM teacher's recipe of those runs; tests/test_mae.py)"}
 
 
 def test_every_method_declares_known_kinds_and_has_an_end_to_end_test():

@@ -54,7 +54,7 @@ def test_json_run_is_disco_teacher_layout(tmp_path):
 
 def test_fuse_runs_mean_sum_max_over_the_teachers_that_listed_a_doc():
     a, b = {"q": {"x": 10.0, "y": 4.0}}, {"q": {"x": 20.0, "z": 6.0}}
-    assert fuse_runs([a, b], "mean") == {"q": {"x": 15.0, "y": 4.0, "z": 6.0}}
+    assert fuse_runs([a, b], "mean", missing="skip") == {"q": {"x": 15.0, "y": 4.0, "z": 6.0}}
     assert fuse_runs([a, b], "sum")["q"]["x"] == 30.0 and fuse_runs([a, b], "max")["q"]["x"] == 20.0
     with pytest.raises(DataError, match="unknown run fusion"):
         fuse_runs([a, b], "median")
@@ -63,9 +63,9 @@ def test_fuse_runs_mean_sum_max_over_the_teachers_that_listed_a_doc():
 def test_fuse_runs_floor_gives_an_unlisted_doc_the_teachers_lowest_listed_score():
     # teacher a scores on a larger scale than b; y is a's alone, x both list, z is b's alone
     a, b = {"q": {"x": 30.0, "y": 28.0, "w": 20.0}}, {"q": {"x": 12.0, "z": 11.0, "v": 5.0}, "r": {"x": 1.0}}
-    skip = fuse_runs([a, b], "mean")
+    skip = fuse_runs([a, b], "mean", missing="skip")
     assert max(skip["q"], key=skip["q"].get) == "y"  # the scale of a alone puts y above the doc both teachers list
-    floor = fuse_runs([a, b], "mean", missing="floor")
+    floor = fuse_runs([a, b], "mean")  # floor is the default
     assert floor["q"] == {"x": 21.0, "y": (28.0 + 5.0) / 2, "w": (20.0 + 5.0) / 2, "z": (20.0 + 11.0) / 2,
                           "v": (20.0 + 5.0) / 2}
     assert floor["r"] == {"x": 1.0}  # a has no list for r: it contributes nothing

@@ -32,6 +32,14 @@ def quoted(value: float) -> str:
     return _number(value) if round(value, 4) == value else str(value)
 
 
+def value_of(row, metric: str) -> float | None:
+    """The number a row stands for in ``metric``: a paper row's quoted value, a measured row's mean over seeds."""
+    if row.source == "paper":
+        values = row.metrics.get(metric)
+        return values[0] if values else None
+    return row.mean(metric)
+
+
 def metric_cell(row, metric: str) -> str:
     values = row.metrics.get(metric)
     if not values:

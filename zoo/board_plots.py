@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.board_cells import value_of
+
 
 @dataclass
 class Plot:
@@ -51,16 +53,14 @@ def _points(board, cost: Callable[[Any], float | None]) -> list[Point]:
         x = cost(row)
         if x is None:
             continue
-        if row.source == "paper":
-            values = row.metrics.get(board.headline)
-            if values:
-                found.append(Point(x, values[0], 0.0, f"{row.variant} (paper)", "paper"))
+        value = value_of(row, board.headline)
+        if value is None:
             continue
-        mean = row.mean(board.headline)
-        if mean is None:
+        if row.source == "paper":
+            found.append(Point(x, value, 0.0, f"{row.variant} (paper)", "paper"))
             continue
         role = "teacher" if row.variant == "teacher" else "baseline" if row.arm == board.baseline else "variant"
-        found.append(Point(x, mean, row.std(board.headline) or 0.0, row.variant, role))
+        found.append(Point(x, value, row.std(board.headline) or 0.0, row.variant, role))
     return found
 
 
@@ -127,7 +127,19 @@ def curves_plot(board) -> list[Plot]:
                  "answered wrongly (measured with the true labels).", curves.figure(found, board.headline, board.task))]
 
 
-PLOTS: list[Callable[[Any], list[Plot]]] = [cost_plot, curves_plot]
+def attention_plot(board) -> list[Plot]:
+    from zoo import attention_distance
+
+    found = attention_distance.board_statistics(board.rows)
+    if not found:
+        return []
+    return [Plot("attention", "attention per block",
+                 "Mean attention distance and normalised entropy of each block, mean over heads, on the same "
+                 "validation images: each variant's student after distillation (seed 0) and the teachers (dashed).",
+                 attention_distance.board_figure(found, board.task))]
+
+
+PLOTS: list[Callable[[Any], list[Plot]]] = [cost_plot, curves_plot, attention_plot]
 
 
 def plots_of(board) -> list[Plot]:

@@ -27,9 +27,11 @@ class TrainResult:
 def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teacher_infos: list[ModelInfo],
                teacher_metrics: dict[str, float], queries: dict[str, int], wall: dict[str, float], started: float,
                world_size: int, say=print, stages: list[dict] | None = None,
-               rounds: list[dict] | None = None, search: dict | None = None) -> TrainResult:
+               rounds: list[dict] | None = None, search: dict | None = None,
+               extra_metrics: dict[str, float] | None = None) -> TrainResult:
     """Evaluate the trained student (saved in ``run_dir``) on val and test and write the run record, which names the
-    saved weights' sha256: every later reader (``zoo.runs.load_run``) checks that it still has those weights."""
+    saved weights' sha256: every later reader (``zoo.runs.load_run``) checks that it still has those weights.
+    ``extra_metrics`` are measured elsewhere and recorded beside them (a staged run's linear probe)."""
     from zoo.archs import count_flops, count_params
     from zoo.digests import sha256_file
     from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
@@ -37,7 +39,8 @@ def finish_run(cfg: DictConfig, run_dir: Path, student, datamodule, module, teac
     eval_started = time.perf_counter()
     device, context, limit = eval_device(cfg), module.evaluation_context(), smoke_limit(cfg)
     metrics = {**evaluate(datamodule, [student], "val", device=device, limit_batches=limit, **context),
-               **evaluate(datamodule, [student], "test", device=device, limit_batches=limit, **context)}
+               **evaluate(datamodule, [student], "test", device=device, limit_batches=limit, **context),
+               **(extra_metrics or {})}
     eval_seconds = time.perf_counter() - eval_started
     broken = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if broken:  # a student that evaluates to NaN is no result: no record, so nothing can put it on a board

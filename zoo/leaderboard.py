@@ -332,6 +332,15 @@ def extra_settings(record: Record, keys: list[str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in found if v is not _MISSING)
 
 
+def later_label(name: str, count: int, group: list[Record], taken: set[str]) -> str:
+    """The name of a second (third, ...) row of one arm or method: ``name@<commit>`` when its runs were all made at
+    one known commit (e.g. the records from before a fix, beside the arm's new ones), else ``name#<count>``."""
+    commits = {record.git_commit for record in group}
+    commit = next(iter(commits)) if len(commits) == 1 else None
+    label = f"{name}@{commit[:7]}" if commit else f"{name}#{count}"
+    return label if label not in taken else f"{name}#{count}"
+
+
 def variants(task: str, records: list[Record]) -> list[Row]:
     """The measured rows: records grouped by arm, method settings, teachers and student, in the order of the
     task's arms (then the unmatched ones by name), each named after its arm or, failing one, its method."""
@@ -345,16 +354,18 @@ def variants(task: str, records: list[Record]) -> list[Row]:
         settings = "; ".join(s for s in (method_label(record), extra_settings(record, keys)) if s)
         key = (arm is None, order.get(arm, 0), name, settings, teacher_label(record), record.student.name)
         groups[key].append(record)
-    rows, seen = [], defaultdict(int)
+    rows, seen, labels = [], defaultdict(int), set()
     for (unmatched, _, name, settings, teacher, student), group in sorted(groups.items()):
         seen[name] += 1
+        label = name if seen[name] == 1 else later_label(name, seen[name], group, labels)
+        labels.add(label)
         first = group[0]
         passes = statistics.fmean(r.teacher_queries.get("forward_passes", 0) for r in group)
         active = all("queries" in r.teacher_queries for r in group)
         latency = [ms for r in group if (ms := onnx_latency_ms(r.task, r.run_id)) is not None]
         metrics = {k: [r.metrics[k] for r in group if k in r.metrics]
                    for k in sorted({k for r in group for k in r.metrics if k.startswith("test/")})}
-        rows.append(Row(name if seen[name] == 1 else f"{name}#{seen[name]}", "measured", metrics, teacher, student,
+        rows.append(Row(label, "measured", metrics, teacher, student,
                         first.student.params, first.student.flops, settings, group,
                         arm=None if unmatched else name, method=first.method,
                         latency_ms=statistics.fmean(latency) if latency else None,
@@ -530,9 +541,11 @@ def load_records() -> dict[str, list[Record]]:
 
 def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list[Path]:
     """Write <task>.md and <task>.csv for every task with records or paper rows, <task>.png for an active task's
-    curves (``zoo.curves``), and the static site under site/ (``zoo.site``); returns the paths. ``code`` is the
+    curves (``zoo.curves``), <task>_attention.png for ViT students' attention (``zoo.attention_distance``), and the
+    static site under site/ (``zoo.site``); returns the paths. ``code`` is the
     code commit older rows are marked against: by default the checkout's (``code_commit``); a test gives the one a
     committed board states, to regenerate it as it was."""
+    from zoo.attention_distance import write_board_png
     from zoo.config import task_names
     from zoo.site import write_site
 
@@ -550,4 +563,6 @@ def regenerate(out_dir: Path | None = None, code: str | None = FROM_GIT) -> list
             written.append(out_dir / f"{task}{suffix}")
         if write_png(curves_of(board.rows, board.headline), board.headline, task, out_dir / f"{task}.png"):
             written.append(out_dir / f"{task}.png")  # an active task's curves, as a picture too
+        if write_board_png(board.rows, task, out_dir / f"{task}_attention.png"):
+            written.append(out_dir / f"{task}_attention.png")  # ViT students' attention (zoo.attention_distance)
     return written + write_site(boards, out_dir / "site")

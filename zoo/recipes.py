@@ -72,6 +72,9 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
         recipe["data"].pop("length_buckets")
     if data_cfg.get("train_slice", 0) is None:
         data_cfg.pop("train_slice")  # no slice is the whole split, as before the switch existed
+    for key, default in (("train_judgements", "all"), ("passage_words", 0)):  # switches' defaults: the data as
+        if data_cfg.get(key, default) == default:                               # it was before they existed
+            data_cfg.pop(key, None)
     if data_cfg.get("labels") == "fine":
         data_cfg.pop("labels")  # the labels every stored weights file was trained on before the switch existed
     if "teacher_runs" in data_cfg:  # a run mined from the teacher itself comes after it: it cannot change it
@@ -80,8 +83,9 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
             data_cfg.get("negatives", {}).pop("window", None)
     # A teacher's own training reads no teacher scores: how t+ is set in the distillation targets cannot change it.
     data_cfg.get("negatives", {}).pop("positive_score", None)
-    # How several run files are fused matters only with two or more, and skip is the rule from before the switch
-    # existed: either way the key stays as it was, so stored teachers stay valid.
+    # How several run files are fused matters only with two or more. skip was the default until floor replaced it
+    # and stays out of the key, so teachers stored under it are still found when skip is asked for; floor with two
+    # or more runs enters the key, so a teacher trained on skip-fused runs is never taken for a floor-fused one.
     if data_cfg.get("teacher_missing") == "skip" or len(data_cfg.get("teacher_runs", [])) < 2:
         data_cfg.pop("teacher_missing", None)
     # No ensemble position in the key: training depends on arch, recipe and data only, so a teacher

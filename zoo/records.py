@@ -64,7 +64,9 @@ class Record:
         the last stage's role (an earlier role's teacher may not even classify)."""
         if not self.stages:
             return list(self.teachers)
-        return [t for t in self.teachers if t.role == self.stages[-1].get("teacher")]
+        last = self.stages[-1].get("teacher")
+        roles = last if isinstance(last, list) else [last]  # a stage may have several teachers (zoo.staged)
+        return [t for t in self.teachers if t.role in roles]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -65,6 +65,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*Total length of `list` across ranks is zero.*")
     # a frozen part of a student (a vision-language model's tower, zoo.archs.vlm) stays in eval mode, on purpose
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    # a label-free recipe (mae) has no validation step, and its recipe Trainer runs no validation anyway
+    warnings.filterwarnings("ignore", message=r".*You passed in a `val_dataloader` but have no `validation_step`.*")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -153,15 +153,9 @@ def row_class(board, row) -> str:
     return "baseline" if row.arm is not None and row.arm == board.baseline else "measured"
 
 
-def value_of(row, metric: str) -> float | None:
-    if row.source == "paper":
-        values = row.metrics.get(metric)
-        return values[0] if values else None
-    return row.mean(metric)
-
-
 def metric_cell(row, metric: str) -> Cell:
     from zoo.board_cells import metric_cell as text
+    from zoo.board_cells import value_of
 
     return Cell(text(row, metric), value_of(row, metric), True)
 

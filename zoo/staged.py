@@ -10,13 +10,17 @@ A task lists its stages under ``stages`` (a config group: ``stages=ernie_tiny``)
 
 - ``data`` is ``task`` (the run's ``data`` block, on which the student is evaluated) or a name in ``datasets``
   (further data blocks, e.g. ``datasets.general``: general text);
-- ``teacher`` is a role in ``teacher.roles`` (each a teacher block: arch, weights, pretrained, recipe, kwargs) or
-  null for a stage without one; a role's teacher is built (or trained once by its recipe) when a stage first needs
-  it, on the task's data;
+- ``teacher`` is a role in ``teacher.roles`` (each a teacher block: arch, weights, pretrained, recipe, kwargs), a
+  list of roles (a stage with several teachers, handed to the method in that order: Hybrid Distill's ``[mim,
+  discriminative]``) or null for a stage without one; a role's teacher is built (or trained once by its recipe)
+  when a stage first needs it, on the task's data;
 - ``losses`` are the method's loss weights for the stage (``<method>.loss_names``); ``optim`` and ``method`` are
   merged over the run's blocks for the stage only (a ``method`` block may name another method for the stage, e.g.
   LLaVA-MoD's preference stage after its mimic stages: ``method: {name: preference_distill}``); ``epochs`` is its
-  length.
+  length;
+- ``probe: true`` fits a linear probe of the student's features once the stage is over (``zoo.probe``; settings
+  in the task's optional ``probe`` block: ``train_size``, ``iterations``), e.g. of a student distilled without
+  labels before it is fine-tuned; the record's ``val/probe_acc`` and ``test/probe_acc`` are the last probe's.
 
 A stage may instead change the student: ``{name: upcycle, transform: {upcycle: {num_experts: 4, top_k: 2}}}`` applies
 a transform (``zoo.transforms``: LLaVA-MoD's upcycling of dense FFNs into experts) to the student as the earlier
@@ -29,8 +33,9 @@ stage's result depends only on the state it starts from. The run folder keeps, p
 ``checkpoints/last.ckpt`` (rewritten every epoch: a killed run resumes mid-stage, to the same weights), and once the
 stage is over ``state.safetensors`` (the student and the method's own modules, e.g. projections, carried into the
 next stage) and ``done.json`` (its epochs, steps, wall time, teacher passes and loss curve). A finished stage is
-never redone. The record lists the stages with their loss curves (mean of each loss over windows of
-``curve_window`` steps); the shipped student is the student alone.
+never redone. What the method reports of a finished stage (``DistillModule.stage_report``: Hybrid Distill's
+attention distances) is kept in its summary as ``diagnostics``. The record lists the stages with their loss curves
+(mean of each loss over windows of ``curve_window`` steps); the shipped student is the student alone.
 """
 
 import json
@@ -49,7 +54,7 @@ from zoo.runs import prepare_run_dir, quiet_lightning, resume_hint
 from zoo.transforms import TRANSFORMS, apply_transform, transform_functions
 from zoo.weights import save_weights, sha256_file
 
-STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method", "transform"}
+STAGE_KEYS = {"name", "data", "teacher", "losses", "epochs", "optim", "method", "probe", "transform"}
 TRANSFORM_KEYS = {"name", "transform"}
 TASK_DATA = "task"
 CURVE_WINDOW = 10  # steps per point of a stage's loss curve
@@ -116,17 +121,20 @@ def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str,
         seen.add(stage["name"])
         if "transform" in stage:
             check_transform(stage, where)
-            stage.update(data=TASK_DATA, teacher=None)  # what the run prepares for every stage: nothing more
+            stage.update(data=TASK_DATA, teacher=None, probe=False)  # what the run prepares per stage: nothing
             continue
         stage.setdefault("data", TASK_DATA)
         stage.setdefault("teacher", None)
         data = stage["data"]
         if data != TASK_DATA and data not in datasets:
             raise ConfigError(f"{where}: unknown data '{data}'", did_you_mean(data, [TASK_DATA, *datasets], "data"))
-        teacher = stage["teacher"]
-        if teacher is not None and teacher not in roles:
-            raise ConfigError(f"{where}: unknown teacher role '{teacher}'",
-                              did_you_mean(str(teacher), roles, "teacher roles (teacher.roles)"))
+        for teacher in roles_of(stage["teacher"]):
+            if teacher not in roles:
+                raise ConfigError(f"{where}: unknown teacher role '{teacher}'",
+                                  did_you_mean(str(teacher), roles, "teacher roles (teacher.roles)"))
+        if not isinstance(stage.setdefault("probe", False), bool):
+            raise ConfigError(f"{where}: probe={stage['probe']!r}", "probe is true (a linear probe after the stage) "
+                                                                    "or false")
         losses = stage.get("losses") or {}
         method, names = stage_method_name(cfg, stage), loss_names
         if method != cfg.method.name:
@@ -142,6 +150,13 @@ def check_stages(cfg: DictConfig, loss_names: tuple[str, ...]) -> list[dict[str,
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
             raise ConfigError(f"{where}: epochs={epochs!r}", "give each stage an integer number of epochs (>= 0)")
     return stages
+
+
+def roles_of(teacher: str | list | None) -> list[str]:
+    """A stage's teacher roles: none, one, or a list of them."""
+    if teacher is None:
+        return []
+    return [str(role) for role in teacher] if isinstance(teacher, list) else [str(teacher)]
 
 
 def check_transform(stage: dict[str, Any], where: str) -> None:
@@ -220,10 +235,13 @@ class StagedRun:
             self._data[name] = module
         return self._data[name]
 
-    def teachers(self, role: str | None) -> tuple[list, list, dict]:
-        """(frozen teachers, record entries, test metrics) of a role, prepared once; nothing for no role."""
-        if role is None:
-            return [], [], {}
+    def teachers(self, role: str | list | None) -> tuple[list, list, dict]:
+        """(frozen teachers, record entries, test metrics) of a role, prepared once; nothing for no role; for a list
+        of roles, their teachers and entries in its order and the last one's metrics."""
+        if role is None or isinstance(role, list):
+            prepared = [self.teachers(one) for one in roles_of(role)]
+            return ([t for p in prepared for t in p[0]], [i for p in prepared for i in p[1]],
+                    prepared[-1][2] if prepared else {})
         if role not in self._teachers:
             from zoo.teachers import prepare_teachers
 
@@ -234,7 +252,7 @@ class StagedRun:
             role_cfg.teacher = with_defaults
             # Only the last stage's teacher is measured on the task: the record compares the student with it, and
             # an earlier role's may not classify at all (a pretrained encoder with an untrained head).
-            measure = role == self.fits[-1]["teacher"]
+            measure = role in roles_of(self.fits[-1]["teacher"])
             teachers, infos, metrics = prepare_teachers(role_cfg, self.task_data, self.say, measure=measure)
             for info in infos:
                 info.role = role
@@ -328,6 +346,8 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
             carried, rank_zero = module.state_dict(), summary is not None
         if not rank_zero:  # another rank of a distributed run: it trains every stage, rank 0 keeps them
             continue
+        if "transform" not in stage:
+            summary.update(stage_reports(cfg, stage, module, run.task_data, say))
         folder.mkdir(parents=True, exist_ok=True)  # a smoke run (fast_dev_run) writes no checkpoint or log there
         save_file({key: value.detach().contiguous() for key, value in carried.items()},
                   str(folder / "state.safetensors"))
@@ -345,18 +365,37 @@ def train_staged(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     student = module.student
     save_weights(student, run_dir / "student.safetensors")
     infos, metrics = [], {}
-    for role in dict.fromkeys(stage["teacher"] for stage in run.stages):
-        if role is not None:
-            _, role_infos, role_metrics = run.teachers(role)
-            infos += role_infos
-            metrics = role_metrics  # the last stage's teacher is the one the student is judged against
+    for role in dict.fromkeys(role for stage in run.stages for role in roles_of(stage["teacher"])):
+        _, role_infos, role_metrics = run.teachers(role)
+        infos += role_infos
+        metrics = role_metrics  # the last stage's teacher is the one the student is judged against
     queries = {"forward_passes": sum(s["teacher_calls"]["forward_passes"] for s in summaries),
                "samples": sum(s["teacher_calls"]["samples"] for s in summaries)}
     wall = {"teachers": teacher_seconds, "fit": sum(s["wall_s"] for s in summaries),
             **{f"stage:{s['name']}": s["wall_s"] for s in summaries}}
     world_size = summaries[-1].get("world_size", 1)  # the last stage's processes
+    probes = [s["probe"] for s in summaries if s.get("probe")]
     return finish_run(cfg, run_dir, student, run.task_data, module, infos, metrics, queries, wall, started,
-                      world_size, say, stages=summaries)
+                      world_size, say, stages=summaries, extra_metrics=probes[-1] if probes else None)
+
+
+def stage_reports(cfg: DictConfig, stage: dict[str, Any], module, task_data, say=print) -> dict[str, Any]:
+    """What a finished stage's summary keeps beside its curve: the linear probe of the student on the task's data
+    (``probe: true``) and the method's ``stage_report`` (as ``diagnostics``)."""
+    from zoo.evaluation import smoke_limit
+    from zoo.probe import ITERATIONS, TRAIN_SIZE, linear_probe
+
+    found: dict[str, Any] = {}
+    if stage["probe"]:
+        settings = cfg.get("probe") or {}
+        probe = linear_probe(module.student, task_data, settings.get("train_size", TRAIN_SIZE),
+                             int(settings.get("iterations", ITERATIONS)), limit_batches=smoke_limit(cfg))
+        found["probe"] = probe.metrics
+        say(f"stage {stage['name']}: linear probe " + "  ".join(f"{k} {v:.4f}" for k, v in probe.metrics.items()))
+    report = module.stage_report(task_data)
+    if report:
+        found["diagnostics"] = report
+    return found
 
 
 def transform_stage(student, stage: dict[str, Any], carried: dict | None, summaries: list[dict]

@@ -53,9 +53,12 @@ class GTQueries:
     self_attn_mask: [B, 1, G, G] additive mask for the group's self-attention; None = the GT-GT block of
                ``decoder_attention_mask(0, valid)`` (GT queries of one image see each other, not padding).
     center_reference: Deformable DETR only: True passes (cx, cy) instead of the box, False the 4-d box, None
-               (default) what the model was trained with: 2-d points for single-stage Deformable DETR, boxes
-               for two-stage. (Its box head adds logit(reference) to the predicted deltas, so the reference
-               kind changes what the predicted box means.) DAB-DETR always takes the box as its anchor.
+               (default) what the first decoder layer was trained with: 2-d points for single-stage Deformable
+               DETR, boxes for two-stage. A 4-d reference works on both (HF's decoder scales the sampling
+               offsets by the box and refines all four coordinates); its box head adds logit(reference) to the
+               predicted deltas, so the reference kind changes what the first layer's w, h mean.
+               ``clockdistill`` passes the 4-d box (``method.gt_reference: box``, the spec's reading).
+               DAB-DETR always takes the box as its anchor.
     """
 
     content: torch.Tensor

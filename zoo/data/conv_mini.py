@@ -136,9 +136,13 @@ class MiniParams:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_doc_words: int = 150
+    passage_words: int = 0  # > 0: each docstring cut into passages of about this many words (sibling passages)
 
     def key(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        params = asdict(self)
+        if not self.passage_words:
+            params.pop("passage_words")  # whole documents: the key (and folder) of sets built before the switch
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
         return f"v{VERSION}-py{platform.python_version()}-{digest}"
 
 
@@ -334,12 +338,36 @@ def _split_of(params: MiniParams) -> dict[int, str]:
     return {n: "dev" if i < n_val else "test" if i < n_val + n_test else "train" for i, n in enumerate(numbers)}
 
 
+def passages(doc: Doc, words: int) -> list[Doc]:
+    """``doc`` cut into ceil(n / words) consecutive passages of near-equal length (ids ``<id>#1``, ``<id>#2``, ...),
+    all under the document's title, as a long article is cut into the passages of a retrieval corpus."""
+    tokens = doc.text.split()
+    count = max(1, -(-len(tokens) // words))
+    bounds = [round(k * len(tokens) / count) for k in range(count + 1)]
+    return [Doc(f"{doc.id}#{k + 1}", " ".join(tokens[bounds[k]:bounds[k + 1]]), doc.title) for k in range(count)]
+
+
+def judgements(target: Entry, duplicates: list[str], pieces: dict[str, list[Doc]]) -> dict[str, int]:
+    """A turn's qrels: the document it asks about grade 2, byte-identical documents grade 1. Cut into passages:
+    the target's first passage (it holds the recorded answer) grade 2, its sibling passages and every passage of
+    a duplicate grade 1 (they describe the same function; the one judged passage of a TopiOCQA turn leaves such
+    passages of its article unjudged)."""
+    others = sorted(doc for doc in duplicates if doc != target.id)
+    if not pieces:
+        return {target.id: 2, **{doc: 1 for doc in others}}
+    first, *siblings = pieces[target.id]
+    grades = {first.id: 2, **{p.id: 1 for p in siblings}}
+    grades.update({p.id: 1 for doc in others for p in pieces[doc]})
+    return grades
+
+
 def write_set(folder: Path, params: MiniParams) -> dict[str, Any]:
     """Generate and write every file except MANIFEST.json; returns the manifest's content."""
     entries, skipped = collect(params.max_doc_words)
     by_text: dict[str, list[str]] = {}
     for e in entries:
         by_text.setdefault(e.doc.text, []).append(e.id)
+    pieces = {e.id: passages(e.doc, params.passage_words) for e in entries} if params.passage_words else {}
     conversations = generate(entries, params)
     split_of = _split_of(params)
     topics: dict[str, list[dict]] = {name: [] for name in SPLIT_FILES.values()}
@@ -351,10 +379,10 @@ def write_set(folder: Path, params: MiniParams) -> dict[str, Any]:
             topics[split].append({"Conversation_no": number, "Turn_no": turn_no, "Question": spec.utterance,
                                   "Rewrite": spec.rewrite, "Answer": answer, "Context": list(context),
                                   "Conversation_source": "conv_mini", "Turn_type": spec.kind})
-            grades = {doc: 1 for doc in by_text[spec.target.doc.text] if doc != spec.target.id}
-            qrels[split][f"{number}_{turn_no}"] = {spec.target.id: 2, **dict(sorted(grades.items()))}
+            qrels[split][f"{number}_{turn_no}"] = judgements(spec.target, by_text[spec.target.doc.text], pieces)
             context += [spec.utterance, answer]
-    write_corpus_jsonl([e.doc for e in entries], folder / "corpus.jsonl")
+    documents = [p for e in entries for p in pieces[e.id]] if pieces else [e.doc for e in entries]
+    write_corpus_jsonl(documents, folder / "corpus.jsonl")
     for name in SPLIT_FILES.values():
         (folder / f"{name}.json").write_text(json.dumps(topics[name], indent=1, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
@@ -517,4 +545,5 @@ def measure(folder: Path) -> dict[str, Any]:
 
 def params_from(cfg: Any) -> MiniParams:
     return MiniParams(int(cfg.conversations), int(cfg.min_turns), int(cfg.max_turns), int(cfg.build_seed),
-                      int(cfg.split_seed), float(cfg.val_fraction), float(cfg.test_fraction), int(cfg.max_doc_words))
+                      int(cfg.split_seed), float(cfg.val_fraction), float(cfg.test_fraction), int(cfg.max_doc_words),
+                      int(cfg.get("passage_words", 0)))

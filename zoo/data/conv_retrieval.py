@@ -37,7 +37,7 @@ classes and no fixed input shape (``num_classes`` None, ``input_shape`` ()).
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ from zoo.data.trec import (
 )
 from zoo.errors import ConfigError, DataError
 from zoo.registry import DATASETS
+
+JUDGEMENT_RULES = ("all", "top")  # train_judgements: every qrels entry, or each turn's highest grade only
 
 SPLITS = ("train", "val", "test")
 TEACHER_RUN = "teacher"  # a data.teacher_runs entry: mine the run from the task's first teacher
@@ -203,6 +205,7 @@ class ConvRetrievalDataModule(ZooDataModule):
         self.collate_fn = collate_examples
         self.sources = self.locate(cfg)
         self.sets = self._read_sets(self.sources)
+        self.unjudged = self._sparse_train_judgements(str(cfg.get("train_judgements", "all")))
         self.run_files = [Path(str(p)).expanduser() for p in cfg.teacher_runs if str(p) != TEACHER_RUN]
         self.file_runs = [read_run(path) for path in self.run_files]
         self.teacher_run_file: Path | None = None  # set by attach_teachers when teacher_runs names "teacher"
@@ -229,17 +232,54 @@ class ConvRetrievalDataModule(ZooDataModule):
     def check_settings(cfg: Any) -> None:
         """The switches' values, when the data module is made rather than when the splits are first built."""
         checks = {"negatives.positive_score": (cfg.negatives.get("positive_score", "window"), ("window", "top")),
+                  "train_judgements": (cfg.get("train_judgements", "all"), JUDGEMENT_RULES),
                   "teacher_fusion": (cfg.teacher_fusion, FUSION_RULES),
-                  "teacher_missing": (cfg.get("teacher_missing", "skip"), MISSING_RULES)}
+                  "teacher_missing": (cfg.get("teacher_missing", "floor"), MISSING_RULES)}
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ConfigError(f"data.{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+    def _sparse_train_judgements(self, rule: str) -> dict[str, set[str]]:
+        """``top``: each train turn keeps only its highest-graded documents (TopiOCQA's one judged passage per turn);
+        the other relevant ones become unjudged, so they can be drawn as negatives. Returns them by query id, for
+        the premise measurement (``split_info``); val and test keep every judgement."""
+        if rule == "all":
+            return {}
+        train = self.sets["train"]
+        kept, unjudged = {}, {}
+        for qid, docs in train.qrels.items():
+            relevant = {doc: rel for doc, rel in docs.items() if rel >= int(self.cfg.min_rel)}
+            best = max(relevant.values(), default=None)
+            kept[qid] = {doc: rel for doc, rel in docs.items() if rel < int(self.cfg.min_rel) or rel == best}
+            hidden = {doc for doc, rel in relevant.items() if rel != best}
+            if hidden:
+                unjudged[qid] = hidden
+        self.sets["train"] = replace(train, qrels=kept)
+        return unjudged
+
+    def unjudged_relevant(self) -> dict[str, Any]:
+        """The regime ``train_judgements: top`` builds, measured: how many train turns have a relevant document
+        left unjudged, and how often the training candidates (the teacher's rank window less the judged
+        positives) hold one, i.e. how often the CE label can push a relevant document down as a negative."""
+        rows = self.splits["train"].rows
+        hidden_in_pool = []
+        for row in rows:
+            if "candidates" in row:
+                hidden = self.unjudged.get(row["turn"].qid, set())
+                pool = [self.doc_ids[j] for j in row["candidates"]]
+                hidden_in_pool.append(sum(doc in hidden for doc in pool) / len(pool))
+        with_run = len(hidden_in_pool)
+        return {"train_turns": len(rows), "turns_with_unjudged_relevant": len(self.unjudged),
+                "unjudged_relevant_documents": sum(len(docs) for docs in self.unjudged.values()),
+                "candidate_pools": with_run,
+                "pools_holding_unjudged_relevant": sum(share > 0 for share in hidden_in_pool),
+                "mean_unjudged_share_of_pool": round(sum(hidden_in_pool) / with_run, 5) if with_run else None}
 
     def _fused(self, runs: list[Run]) -> Run | None:
         """The teacher runs as one (``teacher_fusion``, ``teacher_missing``), its query ids checked; None if none."""
         if not runs:
             return None
-        run = fuse_runs(runs, str(self.cfg.teacher_fusion), str(self.cfg.get("teacher_missing", "skip")))
+        run = fuse_runs(runs, str(self.cfg.teacher_fusion), str(self.cfg.get("teacher_missing", "floor")))
         train_qids = set(self.sets["train"].qids())
         foreign = [qid for qid in run if qid not in train_qids]
         if len(foreign) == len(run):
@@ -369,6 +409,8 @@ class ConvRetrievalDataModule(ZooDataModule):
         info = super().split_info()
         info["skipped"] = {split: dict(ds.skipped) for split, ds in self.splits.items()}
         info["dropped_qrels"] = {split: cset.dropped_qrels for split, cset in self.sets.items()}
+        if self.unjudged:
+            info["unjudged_relevant"] = self.unjudged_relevant()
         info["teacher_runs"] = [str(p) for p in self.run_files]
         if self.teacher_run_file is not None:
             info["teacher_runs"].append(str(self.teacher_run_file))

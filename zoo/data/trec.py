@@ -177,15 +177,17 @@ FUSION_RULES = tuple(REDUCERS)  # how several teachers' scores of one (query, do
 MISSING_RULES = ("skip", "floor")
 
 
-def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "skip") -> Run:
+def fuse_runs(runs: list[Run], rule: str = "mean", missing: str = "floor") -> Run:
     """Several teachers' runs as one (DiSCo multi-teacher; the paper's rule is unconfirmed, ``mean`` is the default).
 
     Per (query, doc) the rule is applied over the teachers. ``missing`` says what a teacher that ranked the query
     but did not list the doc contributes:
-    - ``skip`` (default): nothing; the doc gets the other teachers' scores only;
-    - ``floor``: the lowest score it listed for that query. A run cut at depth k scores an unlisted doc at most
-      its k-th score, so this keeps a doc that only one teacher liked from outranking one that every teacher
-      listed, which ``skip`` allows when the teachers' score scales differ.
+    - ``floor`` (default): the lowest score it listed for that query. A run cut at depth k scores an unlisted doc
+      at most its k-th score, so this is a bound, not a guess, and it keeps a doc that only one teacher liked
+      from outranking one that every teacher listed;
+    - ``skip``: nothing; the doc gets the other teachers' scores only (the spec's reading). When the teachers'
+      score scales differ, the larger-scale teacher's stragglers then outrank docs both teachers listed: on
+      ``disco_mini`` a SPLADE and a dense teacher fused by ``skip`` taught worse than either alone.
     A teacher with no list for the query contributes nothing under either rule.
     """
     if rule not in FUSION_RULES:

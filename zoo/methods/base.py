@@ -117,6 +117,11 @@ class DistillModule(L.LightningModule):
         """Samples in a batch, for logging; a method whose batches carry no ``targets`` overrides it."""
         return len(batch["targets"])
 
+    def stage_report(self, datamodule) -> dict[str, Any]:
+        """What a staged run writes beside a finished stage's loss curve (its summary's ``diagnostics``, in the record),
+        e.g. Hybrid Distill's attention distances; nothing by default."""
+        return {}
+
     def evaluation_context(self) -> dict[str, Any]:
         """What the kind's evaluation needs from the method beyond the student (retrieval: the frozen document
         encoder); nothing by default."""
@@ -212,8 +217,9 @@ class DistillModule(L.LightningModule):
         if cfg.name == "sgd":
             optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                         weight_decay=cfg.weight_decay, nesterov=bool(cfg.get("nesterov", False)))
-        elif cfg.name == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif cfg.name == "adamw":  # betas: torch's (0.9, 0.999) unless optim.betas says otherwise (MAE: 0.9, 0.95)
+            optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                          betas=tuple(cfg.get("betas") or (0.9, 0.999)))
         elif cfg.name == "adam":
             optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:

@@ -14,20 +14,26 @@ normalised to the real image; GT boxes b_j = (cx, cy, w, h) normalised the same 
    "overlap" (token cell overlaps the box, FGD's floor/ceil, so every box gets a token); ``area`` "count"
    (tokens actually marked, so each object sums to 1 per level) or "box" (w·h in token units);
    ``mode`` "gaussian": fg_i = max_j exp(-½[((x_i-cx_j)/σw_j)² + ((y_i-cy_j)/σh_j)²]) / A_j (the spec's
-   equally plausible heat-map reading), bg tokens take max(fg_i, bg_i).
+   equally plausible heat-map reading), bg tokens take max(fg_i, bg_i); ``mode`` "uniform": w_i = 1 on every
+   real token whatever the GT (plain memory distillation, the spec's ablation arm without GT weighting).
 2. Memory distillation (``memory_distill_loss``), φ an optional linear adapter on the student:
        L_mem = Σ_{b,i} w_bi ‖φ(M^S_bi) − M^T_bi‖² / Σ_{b,i} w_bi
    (squared error summed over channels, or averaged with ``channel_reduction="mean"``).
-3. Target-aware queries (``pad_gt``, ``jitter_gt``, ``GTQueryEmbedder``): one query per GT object, reference =
-   the GT box (optionally DN-style noise), content = a label embedding (learned, as DN-DETR/DINO; or zeros,
-   DAB-DETR's own content init), position = a sine embedding of the box (parameter-free, or + MLP). Teacher and
-   student decode the same queries as an extra group, masked from the normal queries
-   (``decoder_attention_mask``, defined in ``zoo.archs.detr_wrapper`` and re-exported here).
-4. Consistent logit distillation on the GT queries (``consistent_logit_kd``), summed over decoder layers ℓ,
-   averaged over real GT queries j, per-class sigmoid (focal heads) at temperature τ:
+3. Target-aware queries (``pad_gt``, ``jitter_gt``, ``GTQueryEmbedder``, ``GTQueryBuilder``): one query per GT
+   object, reference = the GT box (optionally DN-style noise), content = a label embedding (learned, as
+   DN-DETR/DINO; or zeros, DAB-DETR's own content init), position = a sine embedding of the box (parameter-free,
+   or + MLP). Teacher and student decode the same queries as an extra group, masked from the normal queries
+   (``decoder_attention_mask``, defined in ``zoo.archs.detr_wrapper`` and re-exported here). Decoders of
+   different widths get them from one source: the group is embedded once, at a source width, and a linear
+   ``QueryProjection`` maps its content and position into each decoder's width (none where the widths match);
+   the boxes, validity and mask are the same tensors on both sides.
+4. Consistent logit distillation on the GT queries (``consistent_logit_kd``), summed over paired decoder layers
+   ℓ = (i, t(i)) (``layer_pairs``), averaged over real GT queries j, per-class sigmoid (focal heads) at τ:
        L_cls = Σ_ℓ mean_j Σ_c BCE(σ(s_jc/τ), σ(t_jc/τ))          (``kind="kl"`` subtracts the target entropy)
        L_L1  = Σ_ℓ mean_j ‖b^S_j − b^T_j‖₁,   L_GIoU = Σ_ℓ mean_j (1 − GIoU(b^S_j, b^T_j))
-   Spec defaults τ = 1, λ_cls = 1, λ_L1 = 5, λ_GIoU = 2 (DETR's matching-cost weights; unconfirmed).
+   Spec defaults τ = 1, λ_cls = 1, λ_L1 = 5, λ_GIoU = 2 (DETR's matching-cost weights; unconfirmed). The spec
+   sums over j; the mean over the batch's real GT queries is our scale choice (a sum would multiply every
+   logit term by the batch's object count, which varies from batch to batch).
 5. Ablation arm (``hungarian_kd_loss``): no GT queries; student and teacher predictions are each matched to the
    GT with the Hungarian matcher (HF's Deformable DETR matcher: focal class cost, L1, GIoU), and the same
    three terms are applied to the student/teacher pair matched to each GT object.
@@ -37,6 +43,7 @@ batch (not per image); ``ignore_boxes`` (KITTI DontCare) get weight 0 unless for
 """
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +53,16 @@ from torchvision.ops import box_convert, generalized_box_iou_loss
 from zoo.archs.detr_wrapper import GTQueries, decoder_attention_mask
 
 __all__ = [
-    "GTQueries", "GTQueryEmbedder", "box_kd_loss", "box_sine_embedding", "consistent_logit_kd",
-    "decoder_attention_mask", "hungarian_kd_loss", "jitter_gt", "location_weights", "make_memory_adapter",
-    "memory_distill_loss", "pad_gt", "pair_layers", "sigmoid_kd_loss",
+    "GTQueries", "GTQueryBuilder", "GTQueryEmbedder", "QueryProjection", "box_kd_loss", "box_sine_embedding",
+    "consistent_logit_kd", "decoder_attention_mask", "hungarian_kd_loss", "jitter_gt", "layer_pairs",
+    "location_weights", "make_memory_adapter", "memory_distill_loss", "pad_gt", "pair_layers", "sigmoid_kd_loss",
 ]
 
 
 # -- 1. location weights -------------------------------------------------------------------------------------
+LOCATION_MODES = ("inverse_area", "gaussian", "uniform")
+
+
 def _inside(xy: torch.Tensor, boxes: torch.Tensor, half: torch.Tensor, rule: str) -> torch.Tensor:
     """[N, n] token i marked by box j: centre inside ("center") or cell overlapping ("overlap")."""
     dx = (xy[:, None, 0] - boxes[None, :, 0]).abs()
@@ -73,9 +83,10 @@ def location_weights(boxes: list[torch.Tensor], token_xy: torch.Tensor, token_le
     token_level [N], spatial_shapes [levels, 2] (H, W), valid_ratios [B, levels, 2] (w, h) and memory_mask
     [B, N] (True = real) are what the detector wrappers return.
     """
-    if mode not in ("inverse_area", "gaussian") or fg_rule not in ("center", "overlap") or area not in ("count",
-                                                                                                       "box"):
+    if mode not in LOCATION_MODES or fg_rule not in ("center", "overlap") or area not in ("count", "box"):
         raise ValueError(f"bad switch: mode={mode!r}, fg_rule={fg_rule!r}, area={area!r}")
+    if mode == "uniform":  # no GT weighting: every real token counts once (ignore regions too), padding not at all
+        return memory_mask.to(token_xy.dtype)
     num_levels = spatial_shapes.shape[0]
     shapes = spatial_shapes[token_level].to(token_xy.dtype)  # [N, 2] (H, W)
     out = torch.zeros(memory_mask.shape, dtype=token_xy.dtype, device=token_xy.device)
@@ -201,7 +212,7 @@ class GTQueryEmbedder(nn.Module):
               -> Linear (like DAB's ref_point_head); "none" (DAB-DETR derives the position from the anchor).
     learnable: False freezes the embedder (both detectors then see fixed queries). When it trains, it learns
               only through the student (the teacher runs without grad), so it cannot steer the targets.
-    One embedder can serve teacher and student when their widths match, so both decode identical queries.
+    ``GTQueryBuilder`` serves one group to teacher and student, at equal or different widths.
     """
 
     def __init__(self, num_classes: int, hidden_size: int, *, content: str = "label", position: str = "sine",
@@ -231,6 +242,70 @@ class GTQueryEmbedder(nn.Module):
         mask = decoder_attention_mask(0, valid, gt_attend=gt_attend, dtype=content.dtype)
         return GTQueries(content=content, reference=boxes, valid=valid, position=position, self_attn_mask=mask,
                          center_reference=center_reference)
+
+
+class QueryProjection(nn.Module):
+    """Maps a ``GTQueries`` group from the source width into one decoder's width: one linear map for the content,
+    one for the position embedding. Reference boxes, validity, mask and reference kind pass through as the same
+    tensors. Semi-orthogonal init with zero bias (a wider target keeps lengths and angles, a narrower one sees a
+    random subspace); padding slots keep zero content."""
+
+    def __init__(self, source_dim: int, target_dim: int, *, position: bool = True, learnable: bool = True):
+        super().__init__()
+        self.content = nn.Linear(source_dim, target_dim)
+        self.position = nn.Linear(source_dim, target_dim) if position else None
+        for layer in (self.content, self.position):
+            if layer is not None:
+                nn.init.orthogonal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        self.requires_grad_(learnable)
+
+    def forward(self, queries: GTQueries) -> GTQueries:
+        content = self.content(queries.content) * queries.valid[..., None].to(queries.content.dtype)
+        position = queries.position
+        if self.position is not None and position is not None:
+            position = self.position(position)
+        return replace(queries, content=content, position=position)
+
+
+class GTQueryBuilder(nn.Module):
+    """The GT query groups of a teacher-student pair (spec step 3: "one label embedding and one 4-d box per
+    object, mapped into each width by the method's own projection - never a different content for each side").
+
+    ``embedder`` builds the group once at ``source_dim`` (the teacher's width by default); ``student_map`` and
+    ``teacher_map`` (``QueryProjection``, None where a decoder already has the source width) map it into each
+    decoder's width. The student's map learns through the distillation losses; the teacher's map cannot (the
+    teacher decodes without grad), so it is frozen at its init: with the default source width it does not exist.
+    ``shared=False`` is the earlier reading, kept for comparison: where the widths differ the teacher decodes its
+    own parameter-free group (zero content, the sine embedding of the same boxes at its width) and the student a
+    label embedding at its own width.
+    """
+
+    def __init__(self, num_classes: int, student_dim: int, teacher_dim: int, *, source_dim: int | None = None,
+                 content: str = "label", position: str = "sine", learnable: bool = True, shared: bool = True):
+        super().__init__()
+        source_dim = (source_dim or teacher_dim) if shared else student_dim
+        self.embedder = GTQueryEmbedder(num_classes, source_dim, content=content, position=position,
+                                        learnable=learnable)
+        has_position = position != "none"
+        self.student_map = self.teacher_map = self.teacher_own = None
+        if student_dim != source_dim:
+            self.student_map = QueryProjection(source_dim, student_dim, position=has_position, learnable=learnable)
+        if not shared and teacher_dim != student_dim:
+            self.teacher_own = GTQueryEmbedder(num_classes, teacher_dim, content="zeros", position="sine",
+                                               learnable=False)  # parameter-free: nothing to save
+        elif teacher_dim != source_dim:
+            self.teacher_map = QueryProjection(source_dim, teacher_dim, position=has_position, learnable=False)
+
+    def forward(self, boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, *, gt_attend: str = "group",
+                center_reference: bool | None = None) -> tuple[GTQueries, GTQueries]:
+        """(student group, teacher group) for padded GT ``boxes`` [B, G, 4], ``labels`` [B, G], ``valid`` [B, G]."""
+        source = self.embedder(boxes, labels, valid, gt_attend=gt_attend, center_reference=center_reference)
+        student = self.student_map(source) if self.student_map is not None else source
+        if self.teacher_own is not None:
+            return student, self.teacher_own(boxes, labels, valid, gt_attend=gt_attend,
+                                             center_reference=center_reference)
+        return student, self.teacher_map(source) if self.teacher_map is not None else source
 
 
 # -- 4. consistent logit distillation ------------------------------------------------------------------------
@@ -265,20 +340,44 @@ def box_kd_loss(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor, valid:
     return l1, giou
 
 
-def pair_layers(student: torch.Tensor, teacher: torch.Tensor, layers: str = "all"):
-    """Decoder layers to distil, as [L, ...] pairs: "last", or "all" (the last min(L_S, L_T) of each, so a
-    shallower student's last layer meets the teacher's last layer). Unconfirmed: the spec sums over layers."""
+LAYER_PAIRINGS = ("proportional", "tail", "all", "last")
+
+
+def layer_pairs(num_student: int, num_teacher: int, layers: str = "proportional") -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs to distil, 0-based.
+
+    - "proportional" (default; the spec sums over all decoder layers): every student layer i meets the teacher
+      layer at the nearest relative depth, t(i) = round_half_up((i + 1) · L_T / L_S) − 1, so the last meets the
+      last (L_S 2, L_T 3: 0→1, 1→2; L_S 3, L_T 6: 0→1, 1→3, 2→5; L_S 3, L_T 2: 0→0, 1→0, 2→1), clamped at the
+      teacher's first layer (L_S 5, L_T 1: all → 0).
+    - "tail" (the reading before; "all" is its old name): the last min(L_S, L_T) layers of each, in order, so a
+      deeper student's first layers meet no teacher layer and a deeper teacher's first layers no student layer.
+    - "last": the last layer of each.
+    """
+    if layers not in LAYER_PAIRINGS:
+        raise ValueError(f"layers is one of {', '.join(LAYER_PAIRINGS)}, not {layers!r}")
     if layers == "last":
-        return student[-1:], teacher[-1:]
-    if layers != "all":
-        raise ValueError(f"layers is 'all' or 'last', not {layers!r}")
-    k = min(len(student), len(teacher))
-    return student[-k:], teacher[-k:]
+        return [(num_student - 1, num_teacher - 1)]
+    if layers in ("tail", "all"):
+        k = min(num_student, num_teacher)
+        return [(num_student - k + i, num_teacher - k + i) for i in range(k)]
+    # floor(x + 1/2) with x = (i + 1) L_T / L_S, in integers: exact, and .5 rounds up (not to even); a student
+    # more than twice as deep as the teacher has first layers with x < 1/2: they meet the teacher's first layer
+    return [(i, max(0, (2 * (i + 1) * num_teacher + num_student) // (2 * num_student) - 1))
+            for i in range(num_student)]
+
+
+def pair_layers(student: torch.Tensor, teacher: torch.Tensor, layers: str = "proportional"):
+    """The paired decoder layers of [L_S, ...] and [L_T, ...] stacks, as two [P, ...] stacks (``layer_pairs``)."""
+    pairs = layer_pairs(len(student), len(teacher), layers)
+    s_index = torch.tensor([s for s, _ in pairs], device=student.device)
+    t_index = torch.tensor([t for _, t in pairs], device=teacher.device)
+    return student[s_index], teacher[t_index]
 
 
 def consistent_logit_kd(student_logits: torch.Tensor, student_boxes: torch.Tensor, teacher_logits: torch.Tensor,
                         teacher_boxes: torch.Tensor, valid: torch.Tensor, *, temperature: float = 1.0,
-                        kind: str = "bce", layers: str = "all") -> dict[str, torch.Tensor]:
+                        kind: str = "bce", layers: str = "proportional") -> dict[str, torch.Tensor]:
     """{"kd_cls", "kd_l1", "kd_giou"} on the GT-query outputs ``gt_logits`` [L, B, G, C] / ``gt_boxes`` of
     student and teacher (module docstring, item 4). Weight them λ_cls, λ_L1, λ_GIoU outside."""
     s_logits, t_logits = pair_layers(student_logits, teacher_logits, layers)
