@@ -294,3 +294,79 @@ def test_top_k_above_the_number_of_experts_is_refused_in_one_line_before_anythin
         upcycle(tiny_vlm("llava-tiny-h64", scene_set), num_experts=4, top_k=5)
     assert main(["train", "task=llava_mod_scene_vqa", "stages.2.transform.upcycle.top_k=5", *runs]) == 2
     assert capsys.readouterr().err.splitlines()[0] == "error: stages.2 (upcycle): upcycle: top_k=5 with 4 experts"
+
+
+# -- export ------------------------------------------------------------------------------------------------------
+def test_every_expert_on_every_token_equals_the_sparse_forward_where_capacity_never_binds():
+    """The export's form of a MoE layer (all experts, weighted by the router's combine weights) against the sparse
+    forward, with experts that differ and a trained-looking router; and where capacity can bind, no such form."""
+    from transformers import Qwen2Config
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
+
+    from zoo.archs.moe import SparseMoE
+
+    torch.manual_seed(0)
+    dense = Qwen2MLP(Qwen2Config(hidden_size=8, intermediate_size=16))
+    for top_k in (1, 2, 3):
+        layer = SparseMoE(dense, 8, 4, top_k, 1.5, 4.0, 1, True).eval()  # k x 4.0 >= 4 experts: nothing dropped
+        with torch.no_grad():
+            for expert in layer.experts:
+                for p in expert.parameters():
+                    p.add_(0.1 * torch.randn_like(p))
+            layer.wg.weight.normal_()
+            x = torch.randn(3, 7, 8)
+            sparse, every = layer(x), layer.forward_every_expert(x)
+        assert layer.never_drops() and layer.last_dropped == 0.0
+        assert torch.allclose(every, sparse, atol=1e-6) and not torch.allclose(every, dense(x), atol=1e-3)
+    assert not SparseMoE(dense, 8, 4, 2, 1.5, 1.0, 1, True).never_drops()  # 2 x 1.0 < 4: capacity can drop
+
+
+def test_an_upcycled_student_whose_capacity_can_drop_tokens_is_not_exported_but_refused_in_one_line(scene_set):
+    from zoo.archs.moe import upcycle
+    from zoo.export.vlm import exportable_copy
+
+    student = upcycle(tiny_vlm("llava-tiny-h64", scene_set), num_experts=4, top_k=2, eval_capacity_factor=1.0)
+    with pytest.raises(ConfigError) as err:
+        exportable_copy(student)
+    assert "\n" not in str(err.value) and "capacity" in str(err.value) and "eval_capacity_factor" in err.value.hint
+
+
+def test_the_upcycled_student_exports_to_onnx_and_answers_every_test_question_as_pytorch(tmp_path, capsys):
+    """A staged run's MoE student -> vision and decoder graphs whose greedy answers equal eager PyTorch's on the
+    whole test split (the export's own check, which refuses otherwise), then served by ``zoo infer`` from a LLaVA
+    JSON file with no answers, and by the runtime from an image file."""
+    from zoo.cli import main
+    from zoo.export.dispatch import export_run
+    from zoo.export.vlm_runtime import OnnxVisionLanguageModel
+    from zoo.train import train
+
+    cfg = compose("llava_mod_scene_vqa", TINY_SET + SMOKE + [f"data.root={tmp_path / 'data'}",
+                                                            f"run.root={tmp_path / 'runs'}"])
+    result = train(cfg, say=lambda *_: None)
+    exported = export_run(result.run_dir, out=tmp_path / "export", say=lambda *_: None)
+    parity, spec = exported.report["parity"], json.loads((exported.folder / "vlm.json").read_text())
+    assert parity["passed"] and parity["answers_differing"] == 0 and parity["samples"] > 0
+    assert parity["max_abs_diff"] <= 1e-4 and parity["metric_onnx"] == parity["metric_torch"]
+    assert spec["experts"] == [{"layer": 0, "num_experts": 4, "top_k": 2}]
+    assert {"vision.onnx", "decoder.onnx", "card.yaml", "student.safetensors"} <= {
+        p.name for p in exported.folder.iterdir()}
+
+    data = next((tmp_path / "data").glob("*/test.json"))
+    records = json.loads(data.read_text())[:3]
+    for record in records:  # questions only: the answers are what zoo infer gives
+        record["conversations"] = record["conversations"][:1]
+    questions = data.parent / "images" / "questions.json"  # a record's image is relative to the file's folder
+    questions.write_text(json.dumps(records))
+    assert main(["infer", f"model={exported.folder}", f"inputs={questions}"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "id\tanswer" and [line.split("\t")[0] for line in lines[1:]] == [r["id"] for r in records]
+
+    from zoo.runs import load_run
+
+    loaded = load_run(result.run_dir)
+    first = loaded.datamodule.prompt_loader("test").dataset.__getitems__([0])  # the file's first record
+    eager, _ = loaded.student.generate(first["inputs"], int(spec["max_new_tokens"]))
+    image, question = questions.parent / records[0]["image"], first["questions"][0]  # the question without <image>
+    answer = OnnxVisionLanguageModel(exported.folder).answer([image], [question])
+    assert answer == loaded.datamodule.tokenizer.batch_decode(eager, skip_special_tokens=True)
+    assert lines[1].split("\t", 1)[1] == answer[0]

@@ -86,6 +86,35 @@ class SparseMoE(nn.Module):
         return out.reshape(shape)
 
 
+    def never_drops(self) -> bool:
+        """Whether capacity can never drop a route in eval mode: C >= T for every batch of T tokens, which holds when
+        k · eval_capacity_factor >= E (each token sends at most one route to an expert). Then a token's output
+        depends on that token alone, not on the batch it came in."""
+        return self.top_k * self.eval_capacity_factor >= self.num_experts
+
+    def forward_every_expert(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``forward`` in eval mode when capacity never binds (``never_drops``), in ops of fixed shape: every expert
+        runs on every token and is weighted by the token's combine weight for it, 0 where the expert was not
+        chosen. The same routing (iterated argmax, as ``route``) and the same sum, in expert order; what an ONNX
+        graph can hold, where ``forward``'s gathers of the routed tokens have data-dependent shapes."""
+        shape = hidden.shape
+        x = hidden.reshape(-1, shape[-1])
+        logits = self.wg(x).float()
+        gates = F.softmax(logits, dim=-1)
+        experts = torch.arange(self.num_experts, device=x.device)
+        combine, pick_from = torch.zeros_like(gates), logits
+        for _ in range(self.top_k):
+            chosen = experts[None, :] == pick_from.argmax(dim=-1, keepdim=True)  # [T, E], one True per row
+            combine = combine + gates * chosen
+            pick_from = pick_from.masked_fill(chosen, float("-inf"))
+        if self.top_k > 1:
+            combine = combine / combine.sum(dim=1, keepdim=True).clamp_min(torch.finfo(combine.dtype).eps)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            out = out + expert(x) * combine[:, e, None].to(x.dtype)
+        return out.reshape(shape)
+
+
 def moe_layers(model: nn.Module) -> list[SparseMoE]:
     return [m for m in model.modules() if isinstance(m, SparseMoE)]
 

@@ -29,12 +29,14 @@ vision tower's mean and std (``ImageSpec``).
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from zoo.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_PLACEHOLDER = "<image>"
 IMAGE_ID = -200  # the sentinel id of the image in input_ids (LLaVA's IMAGE_TOKEN_INDEX); never a vocabulary id
@@ -107,7 +109,7 @@ def _image(path: Path, k: int, record: dict, image_folder: Path) -> Path | None:
     return image
 
 
-def _turn_pairs(turns: Any, where: str, has_image: bool) -> tuple[tuple[str, str], ...]:
+def _turn_pairs(turns: Any, where: str, has_image: bool, answered: bool = True) -> tuple[tuple[str, str], ...]:
     if not isinstance(turns, list) or not turns:
         raise DataError(f"{where}: no turns", "a conversation is a list of {from, value} turns, human first")
     texts = []
@@ -117,6 +119,8 @@ def _turn_pairs(turns: Any, where: str, has_image: bool) -> tuple[tuple[str, str
             raise DataError(f"{where}: turn {i} is not a {{from: {expected}, value: text}} turn",
                             "turns alternate human and gpt, starting with human")
         texts.append(turn["value"])
+    if len(texts) % 2 and not answered:
+        texts.append("")  # a question to answer (zoo infer): its answer is to come
     if len(texts) % 2:
         raise DataError(f"{where}: the conversation has no response turn after its last human turn",
                         "end every conversation with a gpt turn, or remove the record")
@@ -130,8 +134,9 @@ def _turn_pairs(turns: Any, where: str, has_image: bool) -> tuple[tuple[str, str
     return pairs
 
 
-def read_instructions(path: Path, image_folder: Path) -> list[Conversation]:
-    """A LLaVA instruction JSON, each record checked (see the module docstring); errors name file and record."""
+def read_instructions(path: Path, image_folder: Path, answered: bool = True) -> list[Conversation]:
+    """A LLaVA instruction JSON, each record checked (see the module docstring); errors name file and record. With
+    ``answered=False`` a conversation may end on a human turn (questions to answer), its answer then empty."""
     path, image_folder = Path(path), Path(image_folder)
     conversations = []
     for k, record in enumerate(load_records(path, "instruction data")):
@@ -139,7 +144,7 @@ def read_instructions(path: Path, image_folder: Path) -> list[Conversation]:
         if "conversations" not in record:
             raise DataError(f"{where}: no 'conversations'", "a LLaVA record has id, image and conversations")
         image = _image(path, k, record, image_folder)
-        turns = _turn_pairs(record["conversations"], where, image is not None)
+        turns = _turn_pairs(record["conversations"], where, image is not None, answered)
         conversations.append(Conversation(str(record.get("id", k)), image, turns))
     return conversations
 
@@ -207,7 +212,11 @@ class ChatEncoder:
 
     def prompt(self, conversation: Conversation) -> list[int]:
         """The ids that ask the first question and open the assistant's answer: what greedy decoding continues."""
-        return (self._system + self.user_turn(conversation.turns[0][0]))[: self.max_length]
+        return self.prompt_for(conversation.turns[0][0])
+
+    def prompt_for(self, human: str) -> list[int]:
+        """The prompt of one human turn (``<image>\\n`` and a question, for an image)."""
+        return (self._system + self.user_turn(human))[: self.max_length]
 
 
 # -- images ----------------------------------------------------------------------------------------------------
@@ -222,8 +231,9 @@ class ImageSpec:
     def from_config(cls, cfg) -> "ImageSpec":
         return cls(int(cfg.size), tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std))
 
-    def load(self, path: Path) -> torch.Tensor:
-        """uint8 [3, size, size]: padded to a square with the mean colour, then resized (LLaVA's expand2square)."""
+    def load_array(self, path: Path) -> np.ndarray:
+        """uint8 [3, size, size]: padded to a square with the mean colour, then resized (LLaVA's expand2square); numpy,
+        as the ONNX runtime reads images without torch."""
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -239,10 +249,24 @@ class ImageSpec:
             image = square
         if side != self.size:
             image = image.resize((self.size, self.size), Image.BICUBIC)
-        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+    def load(self, path: Path) -> "torch.Tensor":
+        """``load_array`` as a torch tensor."""
+        import torch
+
+        return torch.from_numpy(self.load_array(path))
+
+    def normalise(self, images: "torch.Tensor") -> "torch.Tensor":
         """uint8 [B, 3, H, W] -> float, normalised."""
+        import torch
+
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return (images.float() / 255 - mean) / std
+
+    def normalise_array(self, images: np.ndarray) -> np.ndarray:
+        """``normalise`` in numpy (float32 throughout, as torch computes it)."""
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        return (images.astype(np.float32) / 255 - mean) / std
