@@ -4,10 +4,14 @@ not once per test. Sharing them is safe: a stored file is found by a hash of eve
 against its sha256 before use (``zoo.recipes``). A test that must see an empty store (it counts, corrupts or times
 teacher training) is marked ``own_teachers``. ``ZOO_TEST_STORES=<a ZOO_HOME>`` shares that home's stores instead
 (e.g. ``~/.cache/zoo``), so slow tests reuse teachers a ``zoo reproduce`` already trained. transformers never reaches
-the Hugging Face Hub in a test (``hub_offline``).
+the Hugging Face Hub in a test (``hub_offline``); ``fake_hub`` serves one on 127.0.0.1 (``tests.helpers.FakeHub``)
+for the tests of what is loaded from it.
 """
 
 import os
+import threading
+import types
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,40 @@ def hub_offline(monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def fake_hub(tmp_path, local_http, monkeypatch):
+    """The fake Hub served on 127.0.0.1, huggingface_hub pointed at it (HF_ENDPOINT's constants), online, with a
+    Hugging Face cache of the test's own."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from tests.helpers import FakeHub
+
+    hub = FakeHub(tmp_path / "hub")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{httpd.server_port}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest's hub_offline turns it on for every test
+
+    class FakeApi:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def create_repo(self, repo_id, exist_ok=False, **kwargs):
+            (hub.root / repo_id).mkdir(parents=True, exist_ok=exist_ok)
+
+        def upload_folder(self, *, repo_id, folder_path, commit_message, **kwargs):
+            return types.SimpleNamespace(oid=hub.commit(repo_id, Path(folder_path)), commit_message=commit_message)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    yield hub
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)

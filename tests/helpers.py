@@ -1,9 +1,14 @@
 """Settings and checks the tests share, imported as ``from tests.helpers import ...`` (fixtures live in conftest)."""
 
 import contextlib
+import hashlib
+import json
 import os
+import shutil
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -103,3 +108,72 @@ def photo_folder(root):
             folder.mkdir(parents=True)
             for i in range(count):  # different crops of the photo, so the images differ
                 image.crop((i * 7, c * 5, 200 + i * 7, 200 + c * 5)).save(folder / f"{i}.png")
+
+
+class FakeHub:
+    """Repositories under ``root/<org>/<repo>/``: one folder per commit, and refs.json (branch or tag -> commit)."""
+
+    def __init__(self, root: Path):
+        self.root, self.asked = root, []
+
+    def refs(self, repo_id: str) -> dict[str, str]:
+        path = self.root / repo_id / "refs.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def commit(self, repo_id: str, folder: Path, tag: str | None = None) -> str:
+        """A new commit on main: the previous tree with ``folder``'s files added or replaced."""
+        parent = self.refs(repo_id).get("main")
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        oid = hashlib.sha1(json.dumps([parent, sorted((k, hashlib.sha256(v).hexdigest())
+                                                      for k, v in files.items())]).encode()).hexdigest()
+        tree = self.root / repo_id / oid
+        if parent:
+            shutil.copytree(self.root / repo_id / parent, tree)
+        for name, data in files.items():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            (tree / name).write_bytes(data)
+        refs = {**self.refs(repo_id), "main": oid, **({tag: oid} if tag else {})}
+        (self.root / repo_id / "refs.json").write_text(json.dumps(refs))
+        return oid
+
+    def handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                self.answer(body=False)
+
+            def do_GET(self):
+                self.answer(body=True)
+
+            def answer(self, body: bool):
+                hub.asked.append(self.path)
+                parts = [unquote(p) for p in self.path.lstrip("/").split("/", 4)]
+                if len(parts) != 5 or parts[2] != "resolve":
+                    self.send_error(404)
+                    return
+                org, repo, _, revision, filename = parts
+                refs = hub.refs(f"{org}/{repo}")
+                commit = refs.get(revision, revision if (hub.root / org / repo / revision).is_dir() else None)
+                path = hub.root / org / repo / str(commit) / filename
+                error = ("RepoNotFound" if not refs else "RevisionNotFound" if commit is None
+                         else None if path.is_file() else "EntryNotFound")
+                if error:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", error)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler

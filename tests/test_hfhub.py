@@ -1,8 +1,9 @@
 """hf-hub:org/repo names and `zoo publish ... to=hf-hub:org/repo` against a fake Hub on 127.0.0.1: the Hub itself
 cannot be reached from here.
 
-The fake keeps each repository as a local folder per commit, laid out exactly as the Hub repository would be
-(card.yaml, model.safetensors, record.json, README.md), plus its refs (branches and tags). It answers the
+The fake (``tests.helpers.FakeHub``, served by conftest's ``fake_hub``) keeps each repository as a local folder per
+commit, laid out exactly as the Hub repository would be (card.yaml, model.safetensors, record.json, README.md), plus
+its refs (branches and tags). It answers the
 `/{repo}/resolve/{revision}/{file}` requests of huggingface_hub's real `hf_hub_download` with the headers that
 function reads (X-Repo-Commit, ETag, Content-Length, X-Error-Code), so the real client, cache, revision handling
 and offline mode are what is tested; only `HfApi`'s create_repo and upload_folder are replaced by a fake that
@@ -10,126 +11,16 @@ commits the uploaded folder (the upload protocol itself is huggingface_hub's, an
 """
 
 import hashlib
-import json
-import shutil
-import threading
-import types
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
-from tests.helpers import same_weights
+from tests.helpers import FakeHub, same_weights
 from zoo import catalog, hfhub
 from zoo.cards import InputSpec, ModelCard, WeightsSpec
 from zoo.cli import main
 from zoo.errors import ConfigError, UnknownNameError
 from zoo.hub import DownloadError
-
-
-class FakeHub:
-    """Repositories under ``root/<org>/<repo>/``: one folder per commit, and refs.json (branch or tag -> commit)."""
-
-    def __init__(self, root: Path):
-        self.root, self.asked = root, []
-
-    def refs(self, repo_id: str) -> dict[str, str]:
-        path = self.root / repo_id / "refs.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    def commit(self, repo_id: str, folder: Path, tag: str | None = None) -> str:
-        """A new commit on main: the previous tree with ``folder``'s files added or replaced."""
-        parent = self.refs(repo_id).get("main")
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        oid = hashlib.sha1(json.dumps([parent, sorted((k, hashlib.sha256(v).hexdigest())
-                                                      for k, v in files.items())]).encode()).hexdigest()
-        tree = self.root / repo_id / oid
-        if parent:
-            shutil.copytree(self.root / repo_id / parent, tree)
-        for name, data in files.items():
-            (tree / name).parent.mkdir(parents=True, exist_ok=True)
-            (tree / name).write_bytes(data)
-        refs = {**self.refs(repo_id), "main": oid, **({tag: oid} if tag else {})}
-        (self.root / repo_id / "refs.json").write_text(json.dumps(refs))
-        return oid
-
-    def handler(self):
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_HEAD(self):
-                self.answer(body=False)
-
-            def do_GET(self):
-                self.answer(body=True)
-
-            def answer(self, body: bool):
-                hub.asked.append(self.path)
-                parts = [unquote(p) for p in self.path.lstrip("/").split("/", 4)]
-                if len(parts) != 5 or parts[2] != "resolve":
-                    self.send_error(404)
-                    return
-                org, repo, _, revision, filename = parts
-                refs = hub.refs(f"{org}/{repo}")
-                commit = refs.get(revision, revision if (hub.root / org / repo / revision).is_dir() else None)
-                path = hub.root / org / repo / str(commit) / filename
-                error = ("RepoNotFound" if not refs else "RevisionNotFound" if commit is None
-                         else None if path.is_file() else "EntryNotFound")
-                if error:
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", error)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = path.read_bytes()
-                self.send_response(200)
-                self.send_header("X-Repo-Commit", commit)
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
-
-
-@pytest.fixture
-def fake_hub(tmp_path, local_http, monkeypatch):
-    """The fake Hub served on 127.0.0.1, huggingface_hub pointed at it (HF_ENDPOINT's constants), online, with a
-    Hugging Face cache of the test's own."""
-    import huggingface_hub
-    from huggingface_hub import constants
-
-    hub = FakeHub(tmp_path / "hub")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), hub.handler())
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    endpoint = f"http://127.0.0.1:{httpd.server_port}"
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest's hub_offline turns it on for every test
-
-    class FakeApi:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def create_repo(self, repo_id, exist_ok=False, **kwargs):
-            (hub.root / repo_id).mkdir(parents=True, exist_ok=exist_ok)
-
-        def upload_folder(self, *, repo_id, folder_path, commit_message, **kwargs):
-            return types.SimpleNamespace(oid=hub.commit(repo_id, Path(folder_path)), commit_message=commit_message)
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    yield hub
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
 
 
 def push(hub: FakeHub, repo_id: str, weights: bytes, tag: str | None = None, tmp: Path | None = None) -> str:
@@ -230,3 +121,27 @@ def test_a_damaged_cached_copy_is_fetched_again_and_a_wrong_file_refused(fake_hu
         catalog.download("hf-hub:org/r")
     with pytest.raises(UnknownNameError):
         catalog.get_card("hf-hub:org/absent")
+
+
+def test_a_paper_vit_reads_its_timm_weights_from_the_hub_by_name(fake_hub, tmp_path):
+    """The paper's ViTs (``vit_base_patch16_224.mae``, ``deit_base_patch16_224.fb_in1k``, ...) are timm names whose
+    weights timm fetches from the Hub (``timm/<name>``, model.safetensors). A small one of the same family, built
+    by the same builder, served by the fake Hub: every weight but the new head arrives as served."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from zoo.archs.vit import _timm_vit
+
+    name = "vit_tiny_patch16_224.augreg_in21k"
+    torch.manual_seed(0)
+    served = timm.create_model(name, pretrained=False).state_dict()
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    save_file(served, str(stage / "model.safetensors"))
+    fake_hub.commit(f"timm/{name}", stage)
+    model = _timm_vit(name)(10, (3, 224, 224), pretrained=True)
+    got = model.state_dict()
+    assert {key for key in served if key not in got or not torch.equal(got[key], served[key])} == {
+        "head.weight", "head.bias"}  # a 10-way head, new
+    assert any(path.endswith(f"timm/{name}/resolve/main/model.safetensors") for path in fake_hub.asked)

@@ -370,3 +370,35 @@ def test_the_upcycled_student_exports_to_onnx_and_answers_every_test_question_as
     answer = OnnxVisionLanguageModel(exported.folder).answer([image], [question])
     assert answer == loaded.datamodule.tokenizer.batch_decode(eager, skip_special_tokens=True)
     assert lines[1].split("\t", 1)[1] == answer[0]
+
+
+def test_the_paper_models_read_their_tower_from_timm_and_their_decoder_from_the_hub(scene_set, fake_hub, tmp_path,
+                                                                                      monkeypatch):
+    """``llava-qwen2-*`` with ``pretrained: true``: CLIP from timm by name and the Qwen2 decoder by
+    ``Qwen2ForCausalLM.from_pretrained`` of its Hub name; the projector new. The same path with small stand-ins
+    (a timm ViT-Tiny and a 2-layer Qwen2) served by the fake Hub on 127.0.0.1: every weight arrives as served."""
+    import timm
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from zoo.archs import vlm
+
+    torch.manual_seed(0)
+    tower_name = "vit_tiny_patch16_224.augreg_in21k"
+    served_tower = timm.create_model(tower_name, pretrained=False).state_dict()
+    stage = tmp_path / "tower"
+    stage.mkdir()
+    save_file(served_tower, str(stage / "model.safetensors"))
+    fake_hub.commit(f"timm/{tower_name}", stage)
+    sizes = {k: v for k, v in vlm.QWEN2["tiny-h64"].items() if k != "hub"}
+    decoder = Qwen2ForCausalLM(Qwen2Config(**{**sizes, "vocab_size": len(scene_set.tokenizer)}, **vlm.QWEN2_COMMON))
+    decoder.save_pretrained(str(tmp_path / "decoder"))
+    fake_hub.commit("test-org/qwen2-tiny", tmp_path / "decoder")
+    monkeypatch.setitem(vlm.QWEN2, "tiny-h64", {**vlm.QWEN2["tiny-h64"], "hub": "test-org/qwen2-tiny",
+                                               "vocab_size": len(scene_set.tokenizer)})
+    tower = {"timm": tower_name, "kwargs": {}, "seed": None, "readout": None}  # as CLIP_L336, smaller
+    model = vlm.build_vlm("tiny-h64", tower, pretrained=True, tokenizer=scene_set.vocabulary)
+    got_tower = model.vision.vit.state_dict()
+    assert all(torch.equal(value, served_tower[key]) for key, value in got_tower.items())
+    assert len(model.vision.vit.blocks) == len([k for k in served_tower if k.endswith("attn.qkv.weight")]) - 1
+    assert all(torch.equal(value, decoder.state_dict()[key]) for key, value in model.lm.state_dict().items())
