@@ -225,3 +225,19 @@ def test_a_non_finite_record_already_among_the_records_stops_a_regeneration_in_o
     err = capsys.readouterr().err
     assert err.startswith(f"error: {broken}: non-finite metric(s) test/acc") and "Traceback" not in err
     assert sorted(p.name for p in board.iterdir()) == ["records"]  # no board written
+
+
+def test_counts_are_whole_numbers_with_thousands_separators_and_scores_keep_four_decimals():
+    import statistics
+    import types
+
+    from zoo.board_cells import metric_cell
+
+    def row(values):
+        return types.SimpleNamespace(source="measured", metrics={"m": values},
+                                     std=lambda metric: statistics.stdev(values) if len(values) > 1 else None)
+
+    assert metric_cell(row([634447.0, 634447.0]), "m") == "634,447 ± 0"
+    assert metric_cell(row([4000.0, 5000.0]), "m") == "4,500 ± 707"
+    assert metric_cell(row([0.5, 0.7]), "m") == "0.6000 ± 0.1414"
+    assert metric_cell(row([999.5]), "m") == "999.5000"

@@ -27,6 +27,12 @@ def _number(value: float) -> str:
     return f"{value:.4f}"
 
 
+def _shown(value: float) -> str:
+    """A table cell's number: four decimals, or whole numbers with thousands separators from 1,000 up (counts of
+    parameters, tokens per second), where decimals say nothing. The .csv keeps ``_number``'s."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else _number(value)
+
+
 def quoted(value: float) -> str:
     """A paper's number with four decimals like the measured ones, or all of its own if it has more."""
     return _number(value) if round(value, 4) == value else str(value)
@@ -47,7 +53,9 @@ def metric_cell(row, metric: str) -> str:
     if row.source == "paper":
         return quoted(values[0])
     mean, std = statistics.fmean(values), row.std(metric)
-    return _number(mean) if std is None else f"{_number(mean)} ± {_number(std)}"
+    if std is None:
+        return _shown(mean)
+    return f"{_shown(mean)} ± {f'{std:,.0f}' if abs(mean) >= 1000 else _number(std)}"
 
 
 def commits_of(row) -> list[str]:
