@@ -402,3 +402,48 @@ def test_the_paper_models_read_their_tower_from_timm_and_their_decoder_from_the_
     assert all(torch.equal(value, served_tower[key]) for key, value in got_tower.items())
     assert len(model.vision.vit.blocks) == len([k for k in served_tower if k.endswith("attn.qkv.weight")]) - 1
     assert all(torch.equal(value, decoder.state_dict()[key]) for key, value in model.lm.state_dict().items())
+
+
+@pytest.mark.slow  # the tower (2 min) and the teacher (16 min) once (ZOO_TEST_STORES reuses yours), then 4 arms x 3
+# seeds of staged runs of 2 to 6 minutes each: about 1 hour on one core
+def test_llava_mod_on_scene_vqa_against_its_ablations(runs, tmp_path):
+    """Every arm lands within its board row (``zoo reproduce`` exits non-zero otherwise); the premise is asserted:
+    the teacher answers better and hallucinates less than the student trained alone. The issue's claims are judged
+    on the records: mimic KD (b) beats labels (a) by more than the spread, upcycling (c) is at least (b), and the
+    preference stage (d) lowers the hallucination rate of (c) while keeping present-object accuracy within a point.
+    On 2026-12-02 two failed (README, "LLaVA-MoD"): (b) beat (a) in every seed but by less than the spread, and (d)
+    raised the hallucination rate; so the claims are an expected failure, binding the day they hold."""
+    import statistics
+
+    from tests.helpers import has_fashion_mnist
+    from zoo.cli import main
+
+    if not has_fashion_mnist():
+        pytest.skip("Fashion-MNIST not installed")
+    code = main(["reproduce", "task=llava_mod_scene_vqa", "seeds=3", "trainer.enable_progress_bar=false", *runs])
+    summary = json.loads(next((tmp_path / "runs" / "llava_mod_scene_vqa").glob("reproduce-*.json")).read_text())
+    arms = summary["arms"]
+    assert code == 0, {name: (arm["mean"], arm["std"]) for name, arm in arms.items()}
+    records = [json.loads(open(path).read()) for path in summary["records"]]
+
+    def arm_of(record) -> str:
+        names = [stage["name"] for stage in record["stages"]]
+        return ("llava_mod" if "preference" in names else "moe" if "sparse" in names
+                else "mimic" if "dense" in names else "labels")
+
+    def stats(arm: str, metric: str) -> tuple[float, float]:
+        values = [r["metrics"][f"test/{metric}"] for r in records if arm_of(r) == arm]
+        return statistics.fmean(values), statistics.stdev(values)
+
+    teacher = records[0]["teacher_metrics"] or next(r["teacher_metrics"] for r in records if r["teacher_metrics"])
+    assert teacher["test/acc"] > stats("labels", "acc")[0] and teacher["test/hallucination"] < stats(
+        "labels", "hallucination")[0]  # the premise: the teacher has something to teach
+    (a, sa), (b, sb), (c, _) = stats("labels", "acc"), stats("mimic", "acc"), stats("moe", "acc")
+    halluc_c, halluc_d = stats("moe", "hallucination")[0], stats("llava_mod", "hallucination")[0]
+    present_c, present_d = stats("moe", "acc_present")[0], stats("llava_mod", "acc_present")[0]
+    claims = {"(b) > (a)": b - a > max(sa, sb), "(c) >= (b)": c >= b - sb,  # within (b)'s spread
+              "(d) lowers hallucination": halluc_d < halluc_c,
+              "(d) keeps present accuracy": present_d >= present_c - 0.01}
+    if not all(claims.values()):
+        pytest.xfail("claims fail: " + ", ".join(name for name, held in claims.items() if not held)
+                     + f" (acc a {a:.4f}, b {b:.4f}, c {c:.4f}; hallucination c {halluc_c:.3f}, d {halluc_d:.3f})")
