@@ -7,7 +7,9 @@
   is replaced only when ``may_replace(out)`` says it is one the zoo wrote; anything else is an error, and
   nothing of the user's is touched. Replacing one replaces only what the zoo wrote there (named in its
   ``.zoo-written`` list): files the user added are moved into the new folder, and one whose name the new folder
-  needs is an error before anything moves.
+  needs is an error before anything moves;
+- ``build_once(folder, build)``: a generated data set written once: ``build(temp)`` into a hidden temp folder beside
+  ``folder``, renamed into place; an existing ``folder`` is left alone (its reader verifies it).
 
 Files and folders get the user's umask (temp files and folders are created private; the published ones are not).
 """
@@ -17,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,25 @@ def atomic_folder(out: Path, may_replace: Callable[[Path], bool], what: str = "a
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def build_once(folder: Path, build: Callable[[Path], None]) -> None:
+    """``build(temp)`` into a hidden temp folder beside ``folder``, then renamed to ``folder``; nothing if ``folder``
+    exists. Two processes may build at once: the second rename finds the first one's folder and keeps it."""
+    folder = Path(folder)
+    if folder.exists():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        build(temp)
+        try:
+            os.rename(temp, folder)
+        except OSError:
+            if not folder.is_dir():  # not a concurrent build that won the race
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _rename_into_place(tmp: Path, out: Path) -> None:

@@ -66,19 +66,17 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 import platform
 import random
 import re
-import shutil
 import sys
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo.atomic import build_once
 from zoo.data.conversations import conversation_text, read_qrecc
 from zoo.data.trec import Doc, iter_corpus, passage_text, read_qrels, write_corpus_jsonl, write_qrels
 from zoo.digests import sha256_file
@@ -432,17 +430,7 @@ def ensure(params: MiniParams, root: Path | None = None) -> Path:
     """The verified folder of the set for ``params``, built first if absent (temp folder + atomic rename)."""
     parent = Path(root).expanduser() if root else zoo_home() / "data" / "conv_mini"
     folder = parent / params.key()
-    if not folder.exists():
-        temp = parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            build(temp, params)
-            try:
-                os.rename(temp, folder)
-            except OSError:
-                if not folder.is_dir():  # not a concurrent build that won the race
-                    raise
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+    build_once(folder, lambda temp: build(temp, params))
     verify(folder)
     return folder
 

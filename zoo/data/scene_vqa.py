@@ -42,16 +42,15 @@ on every machine.
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo.atomic import build_once
 from zoo.data.llava import LlavaInstructDataModule, PreferenceDataModule
 from zoo.data.llava_format import IM_END, IM_START, IMAGE_PLACEHOLDER, SYSTEM
+from zoo.digests import sha256_file
 from zoo.errors import ConfigError, DataError
 from zoo.paths import zoo_home
 from zoo.registry import DATASETS
@@ -281,10 +280,6 @@ def write_tokenizer(folder: Path, records: dict[str, list]) -> None:
     fast.save_pretrained(str(folder))
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def parameters(cfg) -> dict[str, Any]:
     """What the set's files depend on; the folder is named by a hash of it."""
     counts = {key: int(cfg[key]) for key in ("num_train", "num_val", "num_test")}
@@ -320,22 +315,14 @@ def ensure_scene_vqa(cfg) -> Path:
     params = parameters(cfg)
     parent = Path(cfg.root).expanduser() if cfg.root else zoo_home() / "data" / "scene_vqa"
     folder = parent / folder_key(params)
-    if not folder.exists():
-        parent.mkdir(parents=True, exist_ok=True)
-        temp = parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            write_set(temp, params, cfg.get("objects_root"))
-            files = {p.relative_to(temp).as_posix(): sha256_file(p) for p in sorted(temp.rglob("*")) if p.is_file()}
-            manifest = {"generator": GENERATOR, "version": VERSION, "parameters": params, "files": files}
-            (temp / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n",
-                                                encoding="utf-8")
-            try:
-                os.rename(temp, folder)
-            except OSError:
-                if not folder.is_dir():  # not a concurrent build that won the race
-                    raise
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+
+    def write(temp: Path) -> None:
+        write_set(temp, params, cfg.get("objects_root"))
+        files = {p.relative_to(temp).as_posix(): sha256_file(p) for p in sorted(temp.rglob("*")) if p.is_file()}
+        manifest = {"generator": GENERATOR, "version": VERSION, "parameters": params, "files": files}
+        (temp / "MANIFEST.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    build_once(folder, write)
     verify(folder)
     return folder
 
