@@ -116,6 +116,22 @@ def test_a_later_row_of_an_arm_is_labelled_by_the_commit_its_runs_were_made_at()
     assert leaderboard.later_label("kd", 2, records[1:2], {"kd", "kd@5571dc7"}) == "kd#2"
 
 
+def test_a_variant_rerun_at_a_later_commit_keeps_one_row_per_commit_and_no_seed_twice():
+    """kd at the same settings, seeds 0-1 at an old commit and seeds 0-2 at a new one (a fix that left its settings
+    alone, issue 22's detr arms): the newest runs are the plain row, the old ones a row labelled by their commit,
+    each counting a seed once; a variant whose seeds do not repeat stays one row across commits."""
+    kd = {"name": "kd", "alpha": 0.9, "temperature": 4.0}
+    old, new = "5571dc7" + "0" * 33, "dfeae0a" + "0" * 33
+    records = [fake_record(f"o{seed}", kd, 0.90, seed=seed, commit=old) for seed in (0, 1)]
+    records += [fake_record(f"n{seed}", kd, 0.93, seed=seed, commit=new) for seed in (0, 1, 2)]
+    for record in records:
+        record.created = ("2026-11-29T" if record.git_commit == old else "2026-12-02T") + record.run_id
+    rows = leaderboard.variants("kd_digits", records[::-1])
+    assert [(row.variant, row.metrics["test/acc"]) for row in rows] == [("kd", [0.93] * 3), ("kd@5571dc7", [0.90] * 2)]
+    spread = [fake_record("a", kd, 0.9, seed=0, commit=old), fake_record("b", kd, 0.91, seed=1, commit=new)]
+    assert [row.variant for row in leaderboard.variants("kd_digits", spread)] == ["kd"]
+
+
 def test_a_board_names_rows_by_arm_puts_the_headline_first_and_lists_settings_once():
     """kd_digits' arms are ce and kd (alpha 0.9, T 4): runs of kd at other settings match no arm and are named
     after their method, made unique; numbers by hand."""

@@ -3,7 +3,9 @@
 Measured rows come from the run records in leaderboards/records/*.json (put
 there by ``zoo leaderboard add=<run folder or reproduce summary>``). Runs of the
 same task, arm, method settings, teachers and student are one row, a *variant*,
-with each metric's mean ± sample std over their seeds. A variant is named after
+with each metric's mean ± sample std over their seeds; a variant whose seed was run
+again at a later commit is one row per commit instead, so that no seed counts twice
+(the newest runs keep the name, older ones are labelled by their commit). A variant is named after
 the ``reproduce.arms`` entry its runs match (``kd_t2``, ``alone``, ``dense_zero_shot``;
 see ``matches``), else after its method (``clockdistill``, ``dense_ce_untrained``), with
 ``#2``, ``#3`` added where a name repeats; its full settings and records are listed once,
@@ -341,6 +343,24 @@ def later_label(name: str, count: int, group: list[Record], taken: set[str]) -> 
     return label if label not in taken else f"{name}#{count}"
 
 
+def split_repeated_seeds(groups: dict[tuple, list[Record]]) -> dict[tuple, list[Record]]:
+    """Each group's key with an age appended: 0, unless one seed repeats in it (a variant rerun at a later commit,
+    e.g. after a fix that left its settings alone), then the group is split by commit, newest first (age 0, the
+    plain name), so that no row counts one seed twice and the older runs keep a row labelled by their commit."""
+    aged: dict[tuple, list[Record]] = {}
+    for key, group in groups.items():
+        seeds = [record.seed for record in group]
+        if len(seeds) == len(set(seeds)):
+            aged[(*key, 0)] = group
+            continue
+        by_commit: dict[str | None, list[Record]] = defaultdict(list)
+        for record in group:
+            by_commit[record.git_commit].append(record)
+        newest_first = sorted(by_commit.values(), key=lambda part: max(r.created for r in part), reverse=True)
+        aged.update({(*key, age): part for age, part in enumerate(newest_first)})
+    return aged
+
+
 def variants(task: str, records: list[Record]) -> list[Row]:
     """The measured rows: records grouped by arm, method settings, teachers and student, in the order of the
     task's arms (then the unmatched ones by name), each named after its arm or, failing one, its method."""
@@ -354,8 +374,9 @@ def variants(task: str, records: list[Record]) -> list[Row]:
         settings = "; ".join(s for s in (method_label(record), extra_settings(record, keys)) if s)
         key = (arm is None, order.get(arm, 0), name, settings, teacher_label(record), record.student.name)
         groups[key].append(record)
+    groups = split_repeated_seeds(groups)
     rows, seen, labels = [], defaultdict(int), set()
-    for (unmatched, _, name, settings, teacher, student), group in sorted(groups.items()):
+    for (unmatched, _, name, settings, teacher, student, _), group in sorted(groups.items()):
         seen[name] += 1
         label = name if seen[name] == 1 else later_label(name, seen[name], group, labels)
         labels.add(label)
