@@ -11,7 +11,7 @@ import pytest
 from tests.test_leaderboard import fake_record
 from zoo import leaderboard
 from zoo.atomic import WRITTEN
-from zoo.board_plots import pareto_front, plots_of
+from zoo.board_plots import params_at_work, pareto_front, plots_of
 from zoo.errors import ConfigError
 from zoo.paths import data_dir
 from zoo.site import write_site
@@ -69,6 +69,16 @@ def test_the_site_is_the_same_bytes_twice_and_fetches_nothing(tmp_path):
             links = re.findall(r'(?:src|href)="([^"]+)"', text) + re.findall(r"url\(([^)]+)\)", text)
             assert not [link for link in links if "//" in link], name  # every link is a file beside it
             assert "@import" not in text and "fetch(" not in text, name
+
+
+def test_a_mixture_of_experts_is_placed_by_its_activated_parameters_on_the_cost_plot():
+    """llava_mod_scene_vqa's upcycled student runs top-2 of 4 experts: the plot places it at the parameters it runs
+    per token (its test/params_active), not at all its experts."""
+    board = leaderboard.board_of("llava_mod_scene_vqa", leaderboard.load_records()["llava_mod_scene_vqa"], code=None)
+    moe = next(row for row in board.rows if row.variant == "moe")
+    assert params_at_work(moe) == moe.mean("test/params_active") / 1e6 < moe.params / 1e6
+    cost = next(plot for plot in plots_of(board) if plot.name == "cost")
+    assert cost.figure.axes[0].get_xlabel() == "parameters activated per token, millions"
 
 
 def test_an_active_tasks_curves_reach_its_page_through_the_same_plots():

@@ -93,6 +93,16 @@ def _panel(axes, points: list[Point], xlabel: str, metric: str) -> None:
     axes.legend(fontsize="small", loc="best")  # "best" keeps the legend off the points
 
 
+ACTIVE_PARAMS = "test/params_active"  # a visual_qa metric: a mixture of experts runs its chosen experts only
+
+
+def params_at_work(row) -> float | None:
+    """Millions of the parameters a row's model runs per token: the activated ones where measured (an upcycled
+    student's top-2 of 4 experts, not all 4), else all of them."""
+    count = row.mean(ACTIVE_PARAMS) or row.params
+    return count / 1e6 if count else None
+
+
 def cost_plot(board) -> list[Plot]:
     from zoo.figures import pyplot
 
@@ -100,9 +110,11 @@ def cost_plot(board) -> list[Plot]:
     by_latency = _points(board, lambda row: row.latency_ms)
     panels = [(p, label) for p, label in ((by_flops, "forward MFLOPs per sample"),
                                           (by_latency, "ONNX latency, ms at batch 1 (CPU)")) if p]
-    if not panels:  # no FLOPs counted (text students) and none benched: size is the cost left to show
-        by_params = _points(board, lambda row: row.params / 1e6 if row.params else None)
-        panels = [(by_params, "student parameters, millions")] if by_params else []
+    if not panels:  # no FLOPs counted (text, vision-language students) and none benched: size is the cost left
+        by_params = _points(board, params_at_work)
+        active = any(row.mean(ACTIVE_PARAMS) is not None for row in board.rows)
+        label = "parameters activated per token, millions" if active else "student parameters, millions"
+        panels = [(by_params, label)] if by_params else []
     if not panels:
         return []
     figure, axes = pyplot().subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), dpi=100, squeeze=False)
