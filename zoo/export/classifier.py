@@ -45,7 +45,7 @@ from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph, graph_facts, graph_io
 from zoo.export.parity import check_against_record, check_parity
 from zoo.export.profiles import ExportProfile, load_profile
-from zoo.export.report import ExportResult, export_report, file_entries, is_export_folder
+from zoo.export.report import ExportResult, export_report, file_entries, is_export_folder, run_source
 
 INPUT_NAME, OUTPUT_NAME = "inputs", "logits"
 
@@ -204,10 +204,7 @@ def export_run(loaded, out: str | Path | None = None, profile: str = "default",
     profile_ = load_profile(profile)
     record, cfg, datamodule = loaded.record, loaded.cfg, loaded.datamodule
     card, spec = run_card(loaded)
-    source = {"kind": "run", "run_dir": str(run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-              "method": record.method, "arch": cfg.student.arch, "record_metrics": record.metrics,
-              "data": {"name": datamodule.name, "fingerprint": datamodule.fingerprint,
-                       "record_fingerprint": record.data.get("fingerprint")}}
+    source = run_source(loaded)
     target = Path(out) if out else run_dir / "export" / profile_.name
     say(f"exporting {cfg.student.arch} of {record.task}/{record.run_id} with profile '{profile_.name}' ...")
     result = export_module(loaded.student, target, profile_, input_shape=datamodule.input_shape,

@@ -37,7 +37,7 @@ from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph
 from zoo.export.profiles import ExportProfile, load_profile
-from zoo.export.report import ExportResult, export_report, file_entries, is_export_folder
+from zoo.export.report import ExportResult, export_report, file_entries, is_export_folder, run_source
 from zoo.metrics.detection import detections, metric_targets
 
 INPUTS, OUTPUTS = ["inputs", "pixel_mask"], ["boxes", "scores"]
@@ -137,11 +137,9 @@ def export_detector_run(loaded, out: Path | None = None, profile: ExportProfile 
         io = {"inputs": {"inputs": [None, 3, *canvas], "pixel_mask": [None, *canvas]},
               "outputs": {"boxes": "[B, Q, 4] normalised cxcywh", "scores": "[B, Q, C] sigmoid"},
               "classes": list(datamodule.classes), "mean_std": "imagenet"}
-        source = {"run_dir": str(loaded.run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-                  "method": record.method, "arch": cfg.student.arch, "record_metrics": record.metrics}
-        report = export_report(kind="detector", profile=profile.to_dict(), io=io, source=source, parity=parity,
-                               files=files, seconds={"export": round(exported - started, 3),
-                                                     "check": round(time.perf_counter() - exported, 3)})
+        seconds = {"export": round(exported - started, 3), "check": round(time.perf_counter() - exported, 3)}
+        report = export_report(kind="detector", profile=profile.to_dict(), io=io, source=run_source(loaded),
+                               parity=parity, files=files, seconds=seconds)
         write_json(tmp / "export.json", report)
     say(f"checked on {parity['samples']} {parity['split']} images: max |diff| {parity['max_abs_diff']:.2e}, "
         f"mAP {parity['metric_onnx']:.4f} (onnx) vs {parity['metric_torch']:.4f} (torch)")

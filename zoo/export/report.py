@@ -27,6 +27,18 @@ def export_report(**fields: Any) -> dict[str, Any]:
     return {"schema": SCHEMA, "created": now_iso(), **fields, "versions": package_versions(), "hardware": hardware()}
 
 
+def run_source(loaded: Any) -> dict[str, Any]:
+    """``export.json``'s ``source`` for a student exported from a finished run (``zoo.runs.LoadedRun``): the run, its
+    method and student, the metrics its record holds, and the data it is checked on beside the data it was trained on
+    (the fingerprints differ when the data changed since)."""
+    record, datamodule = loaded.record, loaded.datamodule
+    return {"kind": "run", "run_dir": str(Path(loaded.run_dir).resolve()), "run_id": record.run_id,
+            "task": record.task, "method": record.method, "arch": loaded.cfg.student.arch,
+            "record_metrics": record.metrics,
+            "data": {"name": datamodule.name, "fingerprint": datamodule.fingerprint,
+                     "record_fingerprint": record.data.get("fingerprint")}}
+
+
 def is_export_folder(folder: Path) -> bool:
     """Whether ``folder`` may be replaced by a new export: an earlier export (it has export.json) or empty."""
     folder = Path(folder)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from zoo.errors import ConfigError
 from zoo.export.dense_onnx import export_dense
-from zoo.export.report import ExportResult
+from zoo.export.report import ExportResult, run_source
 from zoo.export.splade_onnx import export_splade
 
 EXPORTERS = {"sparse": ("splade", export_splade), "dense": ("dense", export_dense)}  # representation -> folder kind
@@ -27,8 +27,7 @@ def export_retrieval_run(loaded, out: Path | None = None, say: Callable[[str], N
     kind, export = EXPORTERS[student.representation]
     record = loaded.record
     queries = list(loaded.datamodule.queries("test", "conversation").values())[:texts]
-    source = {"kind": "run", "run_dir": str(loaded.run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-              "method": record.method, "arch": loaded.cfg.student.arch, "record_metrics": record.metrics}
+    source = run_source(loaded)
     say(f"exporting the query encoder {loaded.cfg.student.arch} of {record.task}/{record.run_id} ...")
     folder = export(student, Path(out) if out else loaded.run_dir / "export" / kind, texts=queries or None,
                     source=source)

@@ -35,7 +35,7 @@ from zoo.errors import ConfigError
 from zoo.export.errors import ExportCheckError
 from zoo.export.parity import check_against_record, violations
 from zoo.export.profiles import load_profile
-from zoo.export.report import ExportResult, export_report, is_export_folder
+from zoo.export.report import ExportResult, export_report, is_export_folder, run_source
 from zoo.export.text_encoders import INPUTS, check_graph, to_onnx
 from zoo.export.text_runtime import OUTPUT, SPEC_FILE
 
@@ -125,10 +125,7 @@ def export_text_run(loaded, out: Path | None = None, profile: str | None = None,
     out = Path(out or run_dir / "export" / "text").expanduser().resolve()
     spec = {"schema": SCHEMA, "inputs": list(INPUTS), "output": OUTPUT, "classes": list(datamodule.classes),
             "max_length": int(datamodule.max_length), "tokenizer": datamodule.vocabulary, "arch": cfg.student.arch}
-    source = {"kind": "run", "run_dir": str(run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-              "method": record.method, "arch": cfg.student.arch, "record_metrics": record.metrics,
-              "data": {"name": datamodule.name, "fingerprint": datamodule.fingerprint,
-                       "record_fingerprint": record.data.get("fingerprint")}}
+    source = run_source(loaded)
     say(f"exporting the text classifier {cfg.student.arch} of {record.task}/{record.run_id} ...")
     started = time.perf_counter()
     with atomic_folder(out, is_export_folder, "an export folder", "pass out=<a new folder>") as tmp:

@@ -39,7 +39,7 @@ from zoo.export.errors import ExportCheckError, ExportError
 from zoo.export.graph import checked_graph, graph_facts, graph_io
 from zoo.export.parity import check_against_record
 from zoo.export.profiles import load_profile
-from zoo.export.report import ExportResult, export_report, is_export_folder
+from zoo.export.report import ExportResult, export_report, is_export_folder, run_source
 from zoo.export.vlm_runtime import (
     DECODER,
     DECODER_INPUTS,
@@ -240,10 +240,7 @@ def export_vlm_run(loaded, out: Path | None = None, profile: str | None = None,
             "experts": [{"layer": i, "num_experts": layer.mlp.moe.num_experts, "top_k": layer.mlp.moe.top_k}
                         for i, layer in enumerate(model.decoder_layers()) if isinstance(layer.mlp, EveryExpert)],
             "decoding": "greedy; the decoder reruns over the whole sequence each step (no KV cache)"}
-    source = {"kind": "run", "run_dir": str(run_dir.resolve()), "run_id": record.run_id, "task": record.task,
-              "method": record.method, "arch": cfg.student.arch, "record_metrics": record.metrics,
-              "data": {"name": datamodule.name, "fingerprint": datamodule.fingerprint,
-                       "record_fingerprint": record.data.get("fingerprint")}}
+    source = run_source(loaded)
     out = Path(out or run_dir / "export" / "vlm").expanduser().resolve()
     say(f"exporting the vision-language student {cfg.student.arch} of {record.task}/{record.run_id} ...")
     started = time.perf_counter()
