@@ -48,3 +48,29 @@ def test_run_ids_sort_by_time():
     first = new_run_id()
     time.sleep(0.001)
     assert new_run_id() > first
+
+
+def test_a_record_names_the_last_commit_that_changed_the_code_not_head(tmp_path):
+    """A docs-only commit after the code's (a README, regenerated boards) is not the commit a run's numbers come
+    from; outside a git checkout there is none."""
+    import subprocess
+
+    from zoo.records import git_commit
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "a.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("commit", "-qm", "code")
+    code = git("rev-parse", "HEAD")
+    (tmp_path / "README.md").write_text("docs\n")
+    git("add", "-A")
+    git("commit", "-qm", "docs")
+    assert git("rev-parse", "HEAD") != code and git_commit(tmp_path) == code
+    assert git_commit(tmp_path / "zoo" / "missing") is None

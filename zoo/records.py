@@ -121,11 +121,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def git_commit() -> str | None:
-    here = Path(__file__).resolve().parent.parent
+CODE_PATHS = ("zoo", "tasks", "pyproject.toml")  # what makes the numbers; a commit elsewhere changes none of them
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """The commit a run's numbers come from: the last commit that changed CODE_PATHS in the zoo's checkout (or in
+    ``root``), not HEAD, so that a commit of docs or boards alone neither splits a board row's "runs at" nor stops
+    ``zoo reproduce`` from reusing the runs before it. None outside a git checkout (an installed zoo)."""
+    here = root or Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True)
+        out = subprocess.run(["git", "-C", str(here), "log", "-1", "--format=%H", "--", *CODE_PATHS],
+                             capture_output=True, text=True, timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

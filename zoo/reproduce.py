@@ -20,8 +20,9 @@ a changed recipe, quick overrides), the arm falls back to ``reproduce.expected``
 (OK or FAIL), and without one it has no verdict.
 
 A reproduction resumes where it stopped: each of its runs is first looked for among the task's run folders under
-``run.root``. A finished run of the same config (but for ``NOT_THE_RUN``) made at the same git commit is read, not
-run again; an unfinished one is resumed in its folder (``zoo.runs``); only the rest are trained. So an interrupted
+``run.root``. A finished run of the same config (but for ``NOT_THE_RUN``) made at the same code commit (the last
+commit that changed the code, ``zoo.records.git_commit``: a docs-only commit since does not count) is read, not run
+again; an unfinished one is resumed in its folder (``zoo.runs``); only the rest are trained. So an interrupted
 ``zoo reproduce`` is resumed by the same command.
 """
 
