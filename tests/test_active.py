@@ -203,6 +203,7 @@ def test_a_killed_run_resumes_at_its_last_round_to_the_same_student(runs):
     assert any("round 1/2: done earlier" in line for line in said)
     assert resumed.record.metrics == whole.record.metrics
     assert resumed.record.rounds[2]["metrics"] == whole.record.rounds[2]["metrics"]
+    assert resumed.record.teacher_queries == whole.record.teacher_queries  # round 1's answers counted, though read
 
 
 @needs_fmnist

@@ -110,18 +110,16 @@ def in_memory(split, name: str) -> TensorDictDataset:
 
 
 class Teacher:
-    """The teacher, asked about given inputs only; ``answered`` counts every sample it labelled."""
+    """The teacher, asked about given inputs only."""
 
     def __init__(self, model, device: str, batch_size: int, temperature: float):
         self.model, self.device, self.batch_size, self.temperature = model.to(device).eval(), device, batch_size, \
             temperature
-        self.answered = 0
 
     @torch.no_grad()
     def probs(self, inputs: torch.Tensor) -> torch.Tensor:
         out = [torch.softmax(self.model(chunk.to(self.device)).float() / self.temperature, dim=1).cpu()
                for chunk in inputs.split(self.batch_size)]
-        self.answered += len(inputs)
         return torch.cat(out) if out else torch.empty(0)
 
 
@@ -318,7 +316,9 @@ def train_active(cfg: DictConfig, say=print, callbacks: list | None = None) -> T
     if module is None:  # every round was done: a run killed while it evaluated
         module = method_cls(student, [], MethodContext.of(datamodule, cfg.method, cfg.optim))
     save_weights(student, run_dir / "student.safetensors")
-    queries_total = {"queries": queried, "validation": len(sets.validation), "samples": teacher.answered}
+    # every sample the teacher labelled for the run, once: Vd and each round's picks (a resumed run reads its earlier
+    # rounds' answers from their files and asks Vd again, so the process's own count would be wrong either way)
+    queries_total = {"queries": queried, "validation": len(sets.validation), "samples": len(sets.validation) + queried}
     wall = {"teachers": teacher_seconds, "fit": sum(s["wall_s"] for s in summaries)}
     return finish_run(cfg, run_dir, student, datamodule, module, teacher_infos, teacher_metrics, queries_total, wall,
                       started, 1, say, rounds=summaries)
