@@ -69,6 +69,22 @@ def test_fashion_mnist_label_out_of_range(tmp_path):
         DATASETS.get("fashion_mnist")(fmnist_cfg(tmp_path))
 
 
+@pytest.mark.parametrize("generator", ["scene_vqa", "kitti_mini"])
+def test_generated_sets_read_fashion_mnist_items_with_the_same_checks(tmp_path, generator):
+    """scene_vqa and kitti_mini place Fashion-MNIST items on canvases: they read them through the data module's
+    reader, so a missing folder says whose objects it holds and a bad label file is refused before any scene."""
+    import importlib
+
+    load_items = importlib.import_module(f"zoo.data.{generator}").load_items
+    with pytest.raises(DataError, match=rf"\(the {generator} objects\) does not exist") as err:
+        load_items("fashion_mnist", str(tmp_path / "nowhere"))
+    assert "data.objects=digits" in err.value.hint
+    fake_fashion_mnist(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.full(59, 3))
+    with pytest.raises(DataError, match="train images and labels differ in count"):
+        load_items("fashion_mnist", str(tmp_path))
+
+
 @pytest.mark.skipif(not has_fashion_mnist(), reason="needs apt-get install dataset-fashion-mnist")
 def test_real_fashion_mnist_has_the_official_split():
     dm = DATASETS.get("fashion_mnist")(fmnist_cfg(FASHION_MNIST, val_size=5000))

@@ -23,8 +23,9 @@ from zoo.data.region_crops import CropSpec, RandomCropTrainSet
 from zoo.errors import DataError
 from zoo.registry import DATASETS
 
-FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-         "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"  # where apt-get install dataset-fashion-mnist puts the files
 MEAN, STD = 0.2860, 0.3530  # the training set's pixel statistics
 LABELS = ("fine", "parity")
 
@@ -56,6 +57,24 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
+def read_splits(root: str | Path | None, hint: str, whose: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The official train and test splits as (uint8 images [N, 28, 28], labels [N]) from the folder ``root``
+    (Debian's by default), checked: a split's images and labels agree in count, labels are 0..9. ``whose`` names
+    what reads them in the error, ``hint`` what to do when the folder is missing."""
+    root = Path(root or DEBIAN_ROOT).expanduser()
+    if not root.is_dir():
+        raise DataError(f"Fashion-MNIST folder '{root}'{whose} does not exist", hint)
+    splits = {}
+    for split, (images_stem, labels_stem) in FILES.items():
+        images, labels = read_idx(find_idx_file(root, images_stem), 3), read_idx(find_idx_file(root, labels_stem), 1)
+        if len(images) != len(labels):
+            raise DataError(f"{root}: {split} images and labels differ in count")
+        if labels.max() >= 10:
+            raise DataError(f"{root}: {split} labels outside 0..9")
+        splits[split] = images, labels
+    return splits
+
+
 @DATASETS.register("fashion_mnist")
 class FashionMNISTDataModule(ZooDataModule):
     name = "fashion_mnist"
@@ -68,21 +87,13 @@ class FashionMNISTDataModule(ZooDataModule):
         labels = str(cfg.get("labels", "fine"))
         if labels not in LABELS:
             raise DataError(f"unknown data.labels '{labels}'", f"data.labels is one of {', '.join(LABELS)}")
-        root = Path(cfg.root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"Fashion-MNIST folder '{root}' does not exist",
-                            "install it with `apt-get install dataset-fashion-mnist` or set data.root=<folder>")
-        arrays = {key: read_idx(find_idx_file(root, stem), 3 if "images" in key else 1)
-                  for key, stem in FILES.items()}
-        for split in ("train", "test"):
-            if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-                raise DataError(f"{root}: {split} images and labels differ in count")
-            if arrays[f"{split}_labels"].max() >= self.num_classes:
-                raise DataError(f"{root}: {split} labels outside 0..9")
+        arrays = read_splits(cfg.root, "install it with `apt-get install dataset-fashion-mnist` or set "
+                                        "data.root=<folder>")
 
         def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-            images = torch.from_numpy(arrays[f"{split}_images"].astype(np.float32) / 255.0)
-            return (images.unsqueeze(1) - MEAN) / STD, torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
+            images, labels = arrays[split]
+            images = torch.from_numpy(images.astype(np.float32) / 255.0)
+            return (images.unsqueeze(1) - MEAN) / STD, torch.from_numpy(labels.astype(np.int64))
 
         train_x, train_fine = tensors("train")
         test_x, test_fine = tensors("test")
@@ -109,6 +120,5 @@ class FashionMNISTDataModule(ZooDataModule):
         self.splits = {"train": train_set,
                        "val": TensorDictDataset(train_x[val_idx], train_y[val_idx], extras(train_fine[val_idx])),
                        "test": TensorDictDataset(test_x, test_y, extras(test_fine))}
-        self.fingerprint = fingerprint(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
-                                       arrays["test_labels"], train_idx, val_idx,
+        self.fingerprint = fingerprint(*arrays["train"], *arrays["test"], train_idx, val_idx,
                                        *([np.array([2])] if parity else []))  # fine labels keep their old print

@@ -90,17 +90,11 @@ def load_photos() -> tuple[np.ndarray, ...]:
 def load_items(objects: str, objects_root: str | None) -> dict[str, dict[str, np.ndarray]]:
     """split -> KITTI type -> uint8 item images [N, h, w] (0 = background)."""
     if objects == "fashion_mnist":
-        from zoo.data.fashion_mnist import find_idx_file, read_idx
+        from zoo.data.fashion_mnist import read_splits
 
-        root = Path(objects_root or "/usr/share/datasets/fashion-mnist").expanduser()
-        if not root.is_dir():
-            raise DataError(f"Fashion-MNIST folder '{root}' (the kitti_mini objects) does not exist",
-                            "apt-get install dataset-fashion-mnist, set data.objects_root=<folder>, "
-                            "or use data.objects=digits")
-        files = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                 "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-        arrays = {split: (read_idx(find_idx_file(root, im), 3), read_idx(find_idx_file(root, lb), 1))
-                  for split, (im, lb) in files.items()}
+        read = read_splits(objects_root, "apt-get install dataset-fashion-mnist, set data.objects_root=<folder>, or "
+                           "use data.objects=digits", whose=" (the kitti_mini objects)")
+        arrays = {"train": read["train"], "val": read["test"]}
     elif objects == "digits":
         from sklearn.datasets import load_digits
 

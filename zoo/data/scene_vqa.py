@@ -74,17 +74,11 @@ ABSENT_CLASSES = ("similar", "random")
 def load_items(objects: str, objects_root: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """split -> (uint8 item images [N, 28, 28], labels [N]): train, val and test drawn from disjoint items."""
     if objects == "fashion_mnist":
-        from zoo.data.fashion_mnist import find_idx_file, read_idx
+        from zoo.data.fashion_mnist import read_splits
 
-        root = Path(objects_root or "/usr/share/datasets/fashion-mnist").expanduser()
-        if not root.is_dir():
-            raise DataError(f"Fashion-MNIST folder '{root}' (the scene_vqa objects) does not exist",
-                            "apt-get install dataset-fashion-mnist, set data.objects_root=<folder>, or use "
-                            "data.objects=digits")
-        train = (read_idx(find_idx_file(root, "train-images-idx3-ubyte"), 3),
-                 read_idx(find_idx_file(root, "train-labels-idx1-ubyte"), 1))
-        test = (read_idx(find_idx_file(root, "t10k-images-idx3-ubyte"), 3),
-                read_idx(find_idx_file(root, "t10k-labels-idx1-ubyte"), 1))
+        read = read_splits(objects_root, "apt-get install dataset-fashion-mnist, set data.objects_root=<folder>, or "
+                           "use data.objects=digits", whose=" (the scene_vqa objects)")
+        train, test = read["train"], read["test"]
         half = len(test[1]) // 2
         return {"train": train, "val": (test[0][:half], test[1][:half]), "test": (test[0][half:], test[1][half:])}
     if objects == "digits":
