@@ -5,8 +5,8 @@ there by ``zoo leaderboard add=<run folder or reproduce summary>``). Runs of the
 same task, arm, method settings, teachers and student are one row, a *variant*,
 with each metric's mean ± sample std over their seeds; a variant whose seed was run
 again at a later commit is one row per commit instead, so that no seed counts twice
-(the newest runs keep the name, older ones are labelled by their commit). A variant is named after
-the ``reproduce.arms`` entry its runs match (``kd_t2``, ``alone``, ``dense_zero_shot``;
+(the newest runs keep the name, older ones are labelled by their commit). A variant
+is named after the ``reproduce.arms`` entry its runs match (``kd_t2``, ``alone``, ``dense_zero_shot``;
 see ``matches``), else after its method (``clockdistill``, ``dense_ce_untrained``), with
 ``#2``, ``#3`` added where a name repeats; its full settings and records are listed once,
 below the table. A run benched with ``zoo bench run=...`` before it was added brings its
