@@ -260,3 +260,29 @@ def test_cache_rows_zeroed_with_their_checksums_are_recomputed_to_the_same_resul
     assert second.metrics == first.metrics and second.teacher_metrics == first.teacher_metrics
     assert second.teacher_queries["cache_corrupt"] >= 50 and second.teacher_queries["forward_passes"] > 0
     assert all(np.load(path)[:50].any() for path in arrays)  # rewritten, so the damage does not stay
+
+
+def test_a_stored_teachers_key_counts_paths_inside_zoo_home_from_zoo_home(tmp_path, monkeypatch):
+    """A generated data set's tokenizer lives in ZOO_HOME (scene_vqa's): two homes sharing a teacher store (a test's
+    and the ZOO_TEST_STORES one) must find the same file, and one stored under the earlier absolute key is found."""
+    from types import SimpleNamespace
+
+    from zoo.config import compose
+    from zoo.recipes import locate, stored_at
+
+    cfg, data = compose("kd_digits"), SimpleNamespace(fingerprint="f", splits={})
+
+    def located(home: str):
+        monkeypatch.setenv("ZOO_HOME", str(tmp_path / home))
+        tokenizer = tmp_path / home / "data" / "scene_vqa" / "v1-abc" / "tokenizer"
+        return locate(cfg, "mlp.tiny", cfg.teacher.recipe, data, kwargs={"tokenizer": str(tokenizer), "width": 3})
+
+    first, second = located("a"), located("b")
+    assert first.key == second.key and first.folder.name == second.folder.name
+    assert second.key["kwargs"] == {"tokenizer": "$ZOO_HOME/data/scene_vqa/v1-abc/tokenizer", "width": 3}
+    absolute = {"tokenizer": str(tmp_path / "b" / "data" / "scene_vqa" / "v1-abc" / "tokenizer"), "width": 3}
+    earlier = stored_at("mlp.tiny", "teacher", {**second.key, "kwargs": absolute}, cfg, data)
+    earlier.folder.mkdir(parents=True)
+    earlier.weights.write_bytes(b"weights")
+    (earlier.folder / "meta.json").write_text("{}")
+    assert located("b").folder == earlier.folder != second.folder

@@ -11,7 +11,9 @@ per epoch (smoke tests). The model is trained by a Lightning Trainer with the ru
 length, one device (teachers are trained before a distributed launch), no validation, no logger, no checkpoints.
 
 Weights are stored under ZOO_HOME/teachers/<arch>-<hash>/ (student inits under ZOO_HOME/student_inits/), keyed by a
-hash of arch, arch kwargs, recipe, data and the trainer settings that change the result; ``meta.json`` beside them
+hash of arch, arch kwargs (a path inside ZOO_HOME, such as a generated data set's tokenizer, counted from ZOO_HOME,
+so that the key does not depend on where that is; weights stored under the earlier absolute key are still found),
+recipe, data and the trainer settings that change the result; ``meta.json`` beside them
 holds the key, the file's sha256, the test metrics and ``meta_sha256``, a sha256 of the rest. Stored weights that no
 longer match their sha256, or a meta.json that is missing, unreadable or does not match its own sha256, are
 retrained with a one-line note, never used (and never a traceback). A store that cannot be written (a shared,
@@ -44,7 +46,7 @@ from zoo.errors import ConfigError, ZooError, environment_error, unwritable
 from zoo.evaluation import eval_device, evaluate, headline, smoke_limit
 from zoo.fitting import stops_explained
 from zoo.kinds import kind_of
-from zoo.paths import student_inits_dir, teacher_weights_dir
+from zoo.paths import student_inits_dir, teacher_weights_dir, zoo_home
 from zoo.runs import check_accelerator
 from zoo.weights import save_weights, sha256_file
 
@@ -95,12 +97,26 @@ def stored_weights_key(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: s
     if role != "teacher":  # teachers' keys predate roles: leave them as they are so stored teachers stay valid
         key["role"] = role
     if kwargs:  # likewise only where there are any, so stored weights of archs without kwargs stay valid
-        key["kwargs"] = kwargs
+        key["kwargs"] = portable(kwargs)
     trainer = {k: cfg.trainer.get(k, default) for k, default in RESULT_SETTINGS.items()}
     changed = {k: v for k, v in trainer.items() if v != RESULT_SETTINGS[k]}
     if changed:
         key["trainer"] = changed
     return key
+
+
+def portable(kwargs: dict) -> dict:
+    """``kwargs`` with each path inside ZOO_HOME written from ``$ZOO_HOME`` (the tokenizer a generated data set keeps
+    there, named by its generator settings): the key then does not depend on where ZOO_HOME is, so that another home
+    sharing the store (a test's, with ``ZOO_TEST_STORES``) finds the weights."""
+    home = zoo_home().resolve()
+    out = {}
+    for name, value in kwargs.items():
+        path = Path(value) if isinstance(value, str) and Path(value).is_absolute() else None
+        if path is not None and path.resolve().is_relative_to(home):
+            value = "$ZOO_HOME/" + path.resolve().relative_to(home).as_posix()
+        out[name] = value
+    return out
 
 
 @dataclass
@@ -141,6 +157,14 @@ def locate(cfg: Any, name: str, recipe_cfg: Any, datamodule, role: str = "teache
     if recipe_cfg.get("data"):
         cfg, datamodule = recipe_data(cfg, recipe_cfg.data, datamodule)
     key = stored_weights_key(cfg, name, recipe_cfg, datamodule, role, kwargs)
+    located = stored_at(name, role, key, cfg, datamodule)
+    if kwargs and key["kwargs"] != kwargs and not located.stored:  # stored while keys held ZOO_HOME's own paths
+        earlier = stored_at(name, role, {**key, "kwargs": kwargs}, cfg, datamodule)
+        return earlier if earlier.stored else located
+    return located
+
+
+def stored_at(name: str, role: str, key: dict, cfg: Any, datamodule) -> StoredWeights:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = (teacher_weights_dir() if role == "teacher" else student_inits_dir()) / f"{name}-{digest}"
     weights = folder / ("teacher.safetensors" if role == "teacher" else "weights.safetensors")
