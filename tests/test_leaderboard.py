@@ -132,6 +132,24 @@ def test_a_variant_rerun_at_a_later_commit_keeps_one_row_per_commit_and_no_seed_
     assert [row.variant for row in leaderboard.variants("kd_digits", spread)] == ["kd"]
 
 
+def test_a_baseline_rerun_at_a_later_commit_still_gives_gains_and_the_newest_teacher_row():
+    """ce (kd_digits' baseline) at an old and a new commit: kd's new runs gain over the new ce, an old kd row (other
+    settings, old commit) over the old ce; the teacher row is the newest run's evaluation of it."""
+    kd, old_kd = {"name": "kd", "alpha": 0.9, "temperature": 4.0}, {"name": "kd", "alpha": 0.5, "temperature": 2.0}
+    old, new = "5571dc7" + "0" * 33, "dfeae0a" + "0" * 33
+    records = [fake_record(f"oc{seed}", {"name": "ce"}, 0.80, seed=seed, commit=old) for seed in (0, 1)]
+    records += [fake_record(f"ok{seed}", old_kd, 0.85, seed=seed, commit=old) for seed in (0, 1)]
+    records += [fake_record(f"nc{seed}", {"name": "ce"}, 0.90, seed=seed, commit=new) for seed in (0, 1)]
+    records += [fake_record(f"nk{seed}", kd, 0.93, seed=seed, commit=new) for seed in (0, 1)]
+    for record in records:
+        record.created = ("2026-11-29T" if record.git_commit == old else "2026-12-02T") + record.run_id
+    for record in records[6:]:
+        record.teacher_metrics = {"test/acc": 0.97}  # the old kd runs' teacher said 0.99: retrained since
+    rows = {row.variant: row for row in leaderboard.rows_of("kd_digits", records)[0]}
+    assert rows["kd"].gain == pytest.approx(0.03) and rows["kd@5571dc7"].gain == pytest.approx(0.05)
+    assert rows["ce@5571dc7"].gain is None and rows["teacher"].metrics["test/acc"] == [0.97]
+
+
 def test_a_board_names_rows_by_arm_puts_the_headline_first_and_lists_settings_once():
     """kd_digits' arms are ce and kd (alpha 0.9, T 4): runs of kd at other settings match no arm and are named
     after their method, made unique; numbers by hand."""

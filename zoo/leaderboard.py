@@ -313,9 +313,10 @@ class Row:
 
 
 def teacher_rows(records: list[Record]) -> list[Row]:
-    """The teachers themselves, as evaluated on the same test split inside the students' runs."""
+    """The teachers themselves, as evaluated on the same test split inside the students' runs: the newest run's
+    evaluation of each (a teacher retrained since, as after a fix, is the one today's rows learned from)."""
     seen: dict[str, Record] = {}
-    for record in records:
+    for record in sorted(records, key=lambda r: r.created, reverse=True):
         if record.judged_teachers() and record.teacher_metrics:
             seen.setdefault(" + ".join(t.name for t in record.judged_teachers()), record)
     return [Row("teacher", "measured", {k: [v] for k, v in record.teacher_metrics.items() if k.startswith("test/")},
@@ -396,7 +397,9 @@ def variants(task: str, records: list[Record]) -> list[Row]:
 
 def add_gains(rows: list[Row], baseline: str | None, baseline_method: str | None, metric: str) -> None:
     """Each measured row's gain in mean ``metric`` over the baseline row of the same student: the row of the
-    baseline arm, else (records that match no arm) of the baseline's method; none where a student has several."""
+    baseline arm, else (records that match no arm) of the baseline's method; none where a student has several. A
+    baseline rerun at a later commit (``split_repeated_seeds``) has a row per commit: a row is compared with the one
+    made at its own commits, else with the newest."""
     base = [r for r in rows if r.arm is not None and r.arm == baseline]
     if not base:
         base = [r for r in rows if r.arm is None and r.method == baseline_method]
@@ -405,6 +408,10 @@ def add_gains(rows: list[Row], baseline: str | None, baseline_method: str | None
         by_student[row.student].append(row)
     for row in rows:
         found = by_student.get(row.student, [])
+        if len(found) > 1 and baseline is not None:
+            commits = {record.git_commit for record in row.records}
+            found = ([b for b in found if commits & {record.git_commit for record in b.records}]
+                     or [b for b in found if b.variant == baseline])
         mean = row.mean(metric)
         if len(found) == 1 and row is not found[0] and mean is not None and found[0].mean(metric) is not None:
             row.gain = mean - found[0].mean(metric)
