@@ -65,7 +65,7 @@ from zoo.curves import curves_of, write_png
 from zoo.curves import markdown as markdown_curves
 from zoo.errors import ConfigError, RecordError
 from zoo.paths import data_dir
-from zoo.records import CODE_PATHS, Record, read_record  # CODE_PATHS: a change there makes older rows †
+from zoo.records import Record, git_commit, read_record
 
 FROM_GIT = "from git"  # regenerate's default: the code commit of this checkout
 
@@ -431,10 +431,16 @@ def paper_rows(task: str) -> list[Row]:
 # --- code commit: which rows come from older code ------------------------------------------------------------
 
 
+def _checkout() -> Path | None:
+    """The zoo's own git checkout; None where the zoo is installed, not checked out."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
+
+
 def _git(*args: str) -> subprocess.CompletedProcess | None:
     """git in the zoo's own checkout; None where the zoo is installed, not checked out."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists() or not (root / "pyproject.toml").is_file():
+    root = _checkout()
+    if root is None:
         return None
     try:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
@@ -443,12 +449,12 @@ def _git(*args: str) -> subprocess.CompletedProcess | None:
 
 
 def code_commit() -> str | None:
-    """The last commit that changed the code and configs that make the numbers (CODE_PATHS); None outside a git
-    checkout (an installed zoo), where no row is marked."""
-    done = _git("log", "-1", "--format=%H", "--", *CODE_PATHS)
-    if done is None or done.returncode != 0:
-        return None
-    return done.stdout.strip()[:12] or None
+    """The last commit that changed the code and configs that make the numbers (``zoo.records.CODE_PATHS``): the
+    commit records name (``zoo.records.git_commit``), shortened; None outside a git checkout (an installed zoo),
+    where no row is marked."""
+    root = _checkout()
+    commit = git_commit(root) if root is not None else None
+    return commit[:12] if commit else None
 
 
 def is_older(commit: str | None, code: str | None) -> bool:
