@@ -10,7 +10,8 @@ full rerun would give the same earlier stages). A control setting trains the pre
 
 The rule, fixed before the trial: among the settings whose val/acc_present is at most ``--present-tolerance`` below
 the control's, the lowest val/hallucination wins; if none is within, the task's setting stays. Only val/ metrics
-are read.
+choose; the test metrics of each setting are kept in ``--out`` (``test``), e.g. the control's over seeds: the student
+as it enters the stage, against which arm (d) is measured.
 
     python benchmarks/llava_mod_preference_trial.py --root /tmp/trial [--seed 0] [--lrs 0.0001,0.0003] \
         [--betas 0.1,0.5] [--losses sigmoid,kto_pair] [--out trial.json]
@@ -84,7 +85,8 @@ def main() -> None:
         record = train(root, run_id, args.seed, [f"stages.{k}.method.loss_type={loss}", f"stages.{k}.optim.lr={lr}",
                                                  f"stages.{k}.method.beta={beta}"])
         rows.append({"run": run_id, "loss": loss, "lr": lr, "beta": beta,
-                     **{name: record["metrics"][f"val/{name}"] for name in SHOWN}})
+                     **{name: record["metrics"][f"val/{name}"] for name in SHOWN},
+                     "test": {name: record["metrics"][f"test/{name}"] for name in SHOWN}})
     control = rows[0]
     within = [row for row in rows[1:] if row["acc_present"] >= control["acc_present"] - args.present_tolerance]
     chosen = min(within, key=lambda row: row["hallucination"], default=None)
