@@ -116,14 +116,14 @@ def test_dense_baseline_trains_evaluates_and_indexes_in_faiss(runs, mini_root, t
     assert abs(deployed - ref).max() < 1e-4
 
 
-def reproduce_means(runs, tmp_path, *data) -> tuple[dict, dict]:
+def reproduce_means(runs, tmp_path, task: str = "disco_mini") -> tuple[dict, dict]:
     """``zoo reproduce`` of the ce and disco arms (3 seeds; the dense arms are references): each arm's mean test
     MRR@10 and Recall@10, and the teacher's on rewrites. A failed run fails the test."""
     # No 10-minute cap: the whole reproduce takes most of an hour (the cap made this check time out, unseen, from
     # the day the end-to-end tests moved into their own processes)
-    done = zoo("reproduce", "task=disco_mini", *data, "seeds=3", "arms=ce,disco", *runs, timeout=3 * 3600)
+    done = zoo("reproduce", f"task={task}", "seeds=3", "arms=ce,disco", *runs, timeout=3 * 3600)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(next((tmp_path / "runs" / "disco_mini").glob("reproduce-*.json")).read_text())
+    summary = json.loads(next((tmp_path / "runs" / task).glob("reproduce-*.json")).read_text())
     records = [read_record(Path(path)) for path in summary["records"]]
     assert sorted(r.method for r in records) == ["disco"] * 3 + ["splade_ce"] * 3
     metrics = ("test/mrr@10", "test/recall@10")
@@ -149,7 +149,7 @@ def test_disco_beats_the_same_encoder_without_distillation_on_disco_mini(runs, t
 def test_disco_beats_splade_ce_with_one_judged_passage_per_train_turn(runs, tmp_path):
     """Issue 20's claim, in the regime DiSCo's gain comes from: training turns keep one judged passage, so
     relevant siblings are unjudged and CE trains them down while the teacher ranks them up."""
-    mean, teacher = reproduce_means(runs, tmp_path, "data=disco_mini_sparse")
+    mean, teacher = reproduce_means(runs, tmp_path, "disco_mini_sparse")
     for metric, value in teacher.items():
         assert mean["disco"][metric] > mean["splade_ce"][metric], (metric, mean)
         assert value > mean["disco"][metric], metric
