@@ -15,13 +15,16 @@ terms only, so posting lists are longer than in a real collection of that size (
 Without ``--run``: SPLADE-like vectors, |V| = 30522, a Zipf-like term popularity (p(rank r) ∝ 1/(r + 10)), 120
 draws per document and 30 per query (repeats dropped), integer weights 1..300.
 Both arms must return the same top-10 scores for every query (checked). The two arms alternate ``--repeats``
-times; the median queries/s of each and their ratio are printed, with each arm's build (load) time and the
-resident memory it added to this one process.
+times; the median queries/s of each and their ratio are printed, with each arm's build (load) time, the
+resident memory it added to this one process, and how many queries a process must search before brute force's
+load is paid back (``brute_force_faster_from_queries``). ``zoo search`` chooses its engine from these rows
+(``zoo.retrieval.engine_choice``; the committed ones are ``zoo/retrieval/search_costs.json``).
 """
 
 import argparse
 import itertools
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -117,6 +120,8 @@ def run_index(root: Path, args) -> tuple[Path, dict[str, dict[str, int]], float 
                             max_length=loaded.cfg.data.get("eval_max_length_doc"))
         seconds = time.perf_counter() - started
     queries = loaded.datamodule.queries(args.split, "conversation")
+    if args.queries:  # the first turns of the split, in its order (the whole split by default)
+        queries = dict(list(queries.items())[:args.queries])
     weights = encode_queries(loaded.student.eval(), queries, float(read_meta(index)["quant_scale"]),
                              loaded.cfg.data.get("eval_max_length_query"))
     return index, weights, seconds
@@ -154,6 +159,7 @@ def measure(index: Path, queries: dict[str, dict[str, int]], args) -> dict:
         lucene_top, brute_top = (sorted(run[qid].values(), reverse=True)[:10] for run in (lucene, brute))
         assert lucene_top == brute_top, f"{qid}: Lucene and brute force disagree"
     median = {arm: statistics.median(values) for arm, values in seconds.items()}
+    per_query = {arm: value / len(queries) for arm, value in median.items()}
     matrix = brute_index.matrix
     csr_bytes = sum(t.element_size() * t.numel() for t in (matrix.crow_indices(), matrix.col_indices(),
                                                            matrix.values()))
@@ -165,9 +171,21 @@ def measure(index: Path, queries: dict[str, dict[str, int]], args) -> dict:
             "lucene_qps": round(len(queries) / median["lucene"], 1),
             "brute_force_qps": round(len(queries) / median["brute_force"], 1),
             "lucene_over_brute_force": round(median["brute_force"] / median["lucene"], 2),
+            "brute_force_faster_from_queries": break_even(brute_load - lucene_load,
+                                                          per_query["lucene"] - per_query["brute_force"]),
             "lucene_open_s": round(lucene_load, 2), "brute_force_load_s": round(brute_load, 2),
             "lucene_added_rss_mib": round(lucene_mib), "brute_force_added_rss_mib": round(brute_mib),
             "lucene_index_mib": round(lucene_disk / 2**20, 1), "brute_force_csr_mib": round(csr_bytes / 2**20, 1)}
+
+
+def break_even(extra_setup_s: float, saved_per_query_s: float) -> int | None:
+    """How many queries one process must search before brute force's load (``extra_setup_s`` beyond Lucene's
+    open) is paid back by its faster queries: 0 if it never costs more, None if it never catches up."""
+    if extra_setup_s <= 0 and saved_per_query_s >= 0:
+        return 0
+    if saved_per_query_s <= 0:
+        return None
+    return int(math.ceil(extra_setup_s / saved_per_query_s))
 
 
 def crossover(rows: list[dict]) -> int | None:
@@ -189,7 +207,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--docs", type=int, default=20_000, help="synthetic documents, without --run or --scale")
     parser.add_argument("--scale", help="comma-separated collection sizes, e.g. 10000,100000,1000000")
-    parser.add_argument("--queries", type=int, default=200, help="synthetic queries, without --run")
+    parser.add_argument("--queries", type=int, help="queries: synthetic ones without --run (default 200), else the "
+                                                   "first this many of the split's (default all)")
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
@@ -206,7 +225,7 @@ def main() -> None:
         else:
             stats, source, index, seconds = TermStatistics.zipf(120), "synthetic (Zipf)", None, None
             rng = np.random.default_rng([args.seed, 1])
-            queries = {f"q{i}": v for i, v in enumerate(TermStatistics.zipf(30).vectors(rng, args.queries))}
+            queries = {f"q{i}": v for i, v in enumerate(TermStatistics.zipf(30).vectors(rng, args.queries or 200))}
         sizes = [int(s) for s in args.scale.split(",")] if args.scale else [] if args.run else [args.docs]
         if args.run and not sizes:
             rows.append({"source": args.run, "index_build_s": seconds and round(seconds, 1),

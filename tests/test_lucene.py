@@ -107,3 +107,67 @@ def test_helper_process_builds_and_searches_like_in_process(built, tmp_path):
     with pytest.raises(ConfigError, match="Lucene helper process died"):
         in_child(os._exit, 3)
     assert in_child(os.getpid) != os.getpid()  # and a fresh helper takes over
+
+
+def test_search_by_brute_force_equals_lucene_and_auto_picks_the_cheaper(built, tmp_path):
+    import shutil
+
+    from zoo.errors import ConfigError
+    from zoo.retrieval.common import read_meta, write_meta
+    from zoo.retrieval.engine_choice import choose_engine, estimated_seconds
+    from zoo.retrieval.engines import search
+
+    encoder, out = built
+    assert search(out, encoder, QUERIES, k=10, engine="brute_force") == search(out, encoder, QUERIES, k=10)
+    # two measured sizes; between them setup and qps follow a power law: at 10x the documents of the first,
+    # Lucene's setup is sqrt(1 * 4) = 2 s, its qps sqrt(100 * 50), brute force's load sqrt(0.1 * 10) = 1 s
+    rows = [{"docs": 1_000, "lucene_open_s": 1.0, "brute_force_load_s": 0.1, "lucene_qps": 100.0,
+             "brute_force_qps": 1000.0, "brute_force_added_rss_mib": 1.0},
+            {"docs": 100_000, "lucene_open_s": 4.0, "brute_force_load_s": 10.0, "lucene_qps": 50.0,
+             "brute_force_qps": 500.0, "brute_force_added_rss_mib": 100.0}]
+    assert estimated_seconds("lucene", 10_000, 100, rows) == pytest.approx(2.0 + 100 / (100 * 50) ** 0.5)
+    assert estimated_seconds("brute_force", 10_000, 100, rows) == pytest.approx(1.0 + 100 / (1000 * 500) ** 0.5)
+    # beyond the last size, the last segment's slope: brute force's load grows 10x per 10x documents
+    assert estimated_seconds("brute_force", 1_000_000, 0, rows) == pytest.approx(100.0)
+    # ... unless a cost would fall as the collection grows: a measured open time that falls (noise) is held
+    # at the nearest measured value beyond the measured sizes, both ways
+    noisy_open = [{**rows[0], "lucene_open_s": 2.0}, {**rows[1], "lucene_open_s": 0.5}]
+    assert estimated_seconds("lucene", 10, 0, noisy_open) == pytest.approx(2.0)
+    assert estimated_seconds("lucene", 10_000_000, 0, noisy_open) == pytest.approx(0.5)
+    assert choose_engine(out, 100, rows=rows) == "brute_force"  # 6 documents: no contest
+    # a million documents: Lucene opens in 8 s at 35.4 q/s, brute force loads in 100 s (and 1,000 MiB) at
+    # 354 q/s, so it is faster only past (100 - 8) / (1/35.4 - 1/354) = about 3,600 queries
+    big = tmp_path / "big"
+    shutil.copytree(out, big)
+    write_meta(big, {**read_meta(big), "documents": 1_000_000})
+    assert choose_engine(big, 100, rows=rows, memory_mib=10_000) == "lucene"
+    assert choose_engine(big, 20_000, rows=rows, memory_mib=10_000) == "brute_force"
+    assert choose_engine(big, 20_000, rows=rows, memory_mib=1_000) == "lucene"  # it would not fit
+    with pytest.raises(ConfigError, match="no such engine"):
+        choose_engine(out, 100, "faiss", rows=rows)
+    assert choose_engine(out, 100, "lucene", rows=rows) == "lucene"
+    without_vectors = tmp_path / "no_vectors"
+    shutil.copytree(out, without_vectors)
+    shutil.rmtree(without_vectors / "vectors")
+    assert choose_engine(without_vectors, 100, rows=rows) == "lucene"
+    with pytest.raises(ConfigError, match="without them"):
+        choose_engine(without_vectors, 100, "brute_force", rows=rows)
+
+
+def test_large_index_with_few_queries_goes_to_lucene(built, tmp_path):
+    """With the shipped measurements: a million documents and one query is Lucene (brute force must first read
+    every vector), a tiny index is brute force."""
+    import shutil
+
+    from zoo.retrieval.common import read_meta, write_meta
+    from zoo.retrieval.engine_choice import choose_engine, measured_rows
+
+    rows = measured_rows()
+    assert len(rows) >= 3 and all(row[key] > 0 for row in rows for key in ("lucene_qps", "brute_force_qps",
+                                                                           "lucene_open_s", "brute_force_load_s"))
+    _, out = built
+    assert choose_engine(out, 10) == "brute_force"
+    big = tmp_path / "big"
+    shutil.copytree(out, big)
+    write_meta(big, {**read_meta(big), "documents": 1_000_000})
+    assert choose_engine(big, 1) == "lucene"

@@ -21,6 +21,8 @@ def test_wheel_carries_the_data_folders(tmp_path):
                 assert f"zoo/_data/{path.relative_to(ROOT).as_posix()}" in names, path
     for package in (ROOT / "zoo").rglob("__init__.py"):  # every package of the code, e.g. zoo/kinds, zoo/commands
         assert package.relative_to(ROOT).as_posix() in names, f"{package.parent.name} is missing from the wheel"
+    for data in (ROOT / "zoo").rglob("*.json"):  # data beside the code, e.g. zoo search's measured engine costs
+        assert data.relative_to(ROOT).as_posix() in names, data
     assert "zoo/cli.py" in names and not any(n.startswith(("tasks/", "tests/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "zoo = zoo.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -16,7 +16,8 @@
                                                hf-hub:org/repo[@rev]), print their path
     zoo leaderboard [add=RUN_DIR|RECORD|REPRODUCE_SUMMARY ...]   regenerate leaderboards/ from records
     zoo index run=RUN_DIR [out=DIR] [quant_scale=100]   index a retrieval run's corpus
-    zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec]   search it with the run's student
+    zoo search index=DIR run=RUN_DIR queries=FILE.tsv [k=100] [out=run.trec] [engine=auto]   search it with the
+                                               run's student (Lucene or brute force, auto: the faster here)
 
 Errors print one line (and a hint) and exit with code 2; ``--debug`` shows the traceback instead. The environment's
 refusals (a full disk, a read-only or misplaced folder, an unreachable Hub) are errors too, named by path

@@ -48,7 +48,7 @@ from zoo.retrieval.sparse import TermWeights, encode_term_weights
 KIND = "splade-impact"
 # Options beyond the common ones of zoo.retrieval.engines:
 BUILD_OPTIONS = ("quant_scale", "threads", "shard_size", "keep_vectors", "isolate")
-SEARCH_OPTIONS = ("threads", "dequantise", "isolate")
+SEARCH_OPTIONS = ("threads", "dequantise", "isolate", "engine")
 
 
 def write_vectors(encoder, corpus: Iterable[Any], vectors_dir: Path, *, quant_scale: float = 100.0,
@@ -224,10 +224,19 @@ class ImpactSearcher:
 
 def search(index_dir: str | Path, encoder, queries: Mapping[str, str] | Sequence[str], k: int = 1000,
            threads: int = 1, batch_size: int = 32, max_length: int | None = None, dequantise: bool = True,
-           isolate: bool = False) -> Run:
-    """Encode ``queries`` with the SPLADE query ``encoder`` and search the impact index at ``index_dir``."""
+           isolate: bool = False, engine: str = "lucene") -> Run:
+    """Encode ``queries`` with the SPLADE query ``encoder`` and search the impact index at ``index_dir``, with
+    Lucene or by brute force over its kept vectors (``engine``: lucene, brute_force, or auto = the one estimated
+    faster for this index size and query count, ``zoo.retrieval.engine_choice``)."""
+    from zoo.retrieval.engine_choice import choose_engine
+
     meta = read_meta(index_dir)
     weights = encode_queries(encoder, queries, float(meta["quant_scale"]), max_length, batch_size)
+    if choose_engine(index_dir, len(weights), engine) == "brute_force":
+        from zoo.retrieval.sparse import SparseIndex
+
+        scale = float(meta["quant_scale"]) ** 2 if dequantise else 1.0
+        return SparseIndex.from_vectors_dir(Path(index_dir) / "vectors").search(weights, k, scale)
     if isolate:
         from zoo.retrieval.lucene import in_child
 

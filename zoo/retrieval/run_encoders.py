@@ -70,15 +70,27 @@ def index_run(run: str | Path, out: str | Path | None = None, **options) -> tupl
 
 
 def search_run(index: str | Path, run: str | Path, queries: str | Path, k: int = 100,
-               out: str | Path | None = None) -> tuple[Path, int]:
+               out: str | Path | None = None, engine: str = "auto") -> tuple[Path, int, str]:
     """``qid<TAB>text`` queries encoded with the run's student and searched in ``index``; the TREC run file
-    (default ``<run>/search.trec``) and the number of queries."""
+    (default ``<run>/search.trec``), the number of queries and the engine that searched. ``engine`` (a sparse
+    index's: lucene, brute_force, or auto, the one estimated faster, ``zoo.retrieval.engine_choice``); a dense
+    index has one engine (faiss)."""
     from zoo.data.trec import read_queries, write_run
+    from zoo.retrieval import impact
+    from zoo.retrieval.common import read_meta
+    from zoo.retrieval.engine_choice import choose_engine
     from zoo.retrieval.engines import search
 
     loaded = retrieval_run(run)
     texts = read_queries(Path(queries))
+    options = {}
+    if read_meta(Path(index)).get("kind") == impact.KIND:
+        options["engine"] = engine = choose_engine(Path(index), len(texts), engine)
+    elif engine != "auto":
+        raise ConfigError(f"engine={engine} is for SPLADE impact indexes", "a dense index is searched by faiss")
+    else:
+        engine = "faiss"
     result = search(Path(index), loaded.student.eval(), texts, k=k,
-                    max_length=loaded.cfg.data.get("eval_max_length_query"))
+                    max_length=loaded.cfg.data.get("eval_max_length_query"), **options)
     path = write_run(result, Path(out) if out else loaded.run_dir / "search.trec", tag=loaded.cfg.method.name)
-    return path, len(texts)
+    return path, len(texts), engine
