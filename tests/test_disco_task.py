@@ -156,8 +156,8 @@ def test_disco_beats_splade_ce_with_one_judged_passage_per_train_turn(runs, tmp_
     """Issue 20's claim, in the regime DiSCo's gain comes from: training turns keep one judged passage, so
     relevant siblings are unjudged and CE trains them down while the teacher ranks them up. The premise is
     asserted: the teacher on rewrites beats both arms, and the training candidates hold unjudged relevant passages.
-    Measured false on 2026-12-02 (leaderboards/disco_mini_sparse.md: test MRR@10 0.581 against 0.619): it xfails
-    while that holds, binding the day it does not."""
+    Measured false on 2026-12-02 (leaderboards/disco_mini_sparse.md: test MRR@10 0.581 against 0.619), so the
+    claim xfails while disco trails; the premise assertions fail the test outright."""
     mean, teacher = reproduce_means(runs, tmp_path, "disco_mini_sparse")
     for metric, value in teacher.items():
         assert value > max(mean["disco"][metric], mean["splade_ce"][metric]), metric
