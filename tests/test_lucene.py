@@ -109,11 +109,21 @@ def test_helper_process_builds_and_searches_like_in_process(built, tmp_path):
     assert in_child(os.getpid) != os.getpid()  # and a fresh helper takes over
 
 
+def copy_claiming(index, folder, documents: int):
+    """A copy of ``index`` whose zoo_index.json claims ``documents`` documents (what the engine choice reads)."""
+    import shutil
+
+    from zoo.retrieval.common import read_meta, write_meta
+
+    shutil.copytree(index, folder)
+    write_meta(folder, {**read_meta(folder), "documents": documents})
+    return folder
+
+
 def test_search_by_brute_force_equals_lucene_and_auto_picks_the_cheaper(built, tmp_path):
     import shutil
 
     from zoo.errors import ConfigError
-    from zoo.retrieval.common import read_meta, write_meta
     from zoo.retrieval.engine_choice import choose_engine, estimated_seconds
     from zoo.retrieval.engines import search
 
@@ -137,9 +147,7 @@ def test_search_by_brute_force_equals_lucene_and_auto_picks_the_cheaper(built, t
     assert choose_engine(out, 100, rows=rows) == "brute_force"  # 6 documents: no contest
     # a million documents: Lucene opens in 8 s at 35.4 q/s, brute force loads in 100 s (and 1,000 MiB) at
     # 354 q/s, so it is faster only past (100 - 8) / (1/35.4 - 1/354) = about 3,600 queries
-    big = tmp_path / "big"
-    shutil.copytree(out, big)
-    write_meta(big, {**read_meta(big), "documents": 1_000_000})
+    big = copy_claiming(out, tmp_path / "big", documents=1_000_000)
     assert choose_engine(big, 100, rows=rows, memory_mib=10_000) == "lucene"
     assert choose_engine(big, 20_000, rows=rows, memory_mib=10_000) == "brute_force"
     assert choose_engine(big, 20_000, rows=rows, memory_mib=1_000) == "lucene"  # it would not fit
@@ -157,9 +165,6 @@ def test_search_by_brute_force_equals_lucene_and_auto_picks_the_cheaper(built, t
 def test_large_index_with_few_queries_goes_to_lucene(built, tmp_path):
     """With the shipped measurements: a million documents and one query is Lucene (brute force must first read
     every vector), a tiny index is brute force."""
-    import shutil
-
-    from zoo.retrieval.common import read_meta, write_meta
     from zoo.retrieval.engine_choice import choose_engine, measured_rows
 
     rows = measured_rows()
@@ -167,7 +172,4 @@ def test_large_index_with_few_queries_goes_to_lucene(built, tmp_path):
                                                                            "lucene_open_s", "brute_force_load_s"))
     _, out = built
     assert choose_engine(out, 10) == "brute_force"
-    big = tmp_path / "big"
-    shutil.copytree(out, big)
-    write_meta(big, {**read_meta(big), "documents": 1_000_000})
-    assert choose_engine(big, 1) == "lucene"
+    assert choose_engine(copy_claiming(out, tmp_path / "big", documents=1_000_000), 1) == "lucene"
